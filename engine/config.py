@@ -1,0 +1,202 @@
+"""The validated configuration.
+
+The defaults live in ``engine/config.toml`` (data, not code). A user file passed with
+``--config`` is merged on top of them key by key, so it only needs the keys it changes.
+Code receives a frozen :class:`Config`; nothing else reads the TOML.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from engine.errors import ConfigError
+
+Calendar = Literal["XNYS", "XPAR"]
+Currency = Literal["EUR", "USD"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Asset(_Frozen):
+    ticker: str
+    name: str
+    kind: Literal["etf", "stock", "index"]
+    sector: str
+    currency: Currency
+    calendar: Calendar
+    ftt: bool = False
+
+
+class Benchmark(_Frozen):
+    key: str
+    ticker: str
+    name: str
+    currency: Currency
+    calendar: Calendar
+
+
+class PortfolioConfig(_Frozen):
+    starting_capital_eur: float = Field(gt=0)
+    whole_shares: bool = True
+    min_order_eur: float = Field(ge=0)
+
+
+class CostsConfig(_Frozen):
+    slippage_bps: float = Field(ge=0, le=1000)
+    commission_bps: float = Field(ge=0, le=1000)
+    commission_min_eur: float = Field(ge=0)
+    french_ftt_rate: float = Field(ge=0, lt=0.1)
+    fx_fee_bps: float = Field(ge=0, le=1000)
+
+
+class RiskConfig(_Frozen):
+    lookback_sessions: int = Field(ge=20)
+    cvar_level: float = Field(gt=0.5, lt=1)
+    loss_aversion: float = Field(ge=1)
+    alpha: float = Field(gt=0, le=1)
+    beta: float = Field(gt=0, le=1)
+    kelly_fraction: float = Field(gt=0, le=1)
+    prospect_horizon_sessions: int = Field(ge=1)
+
+
+class GuardrailsConfig(_Frozen):
+    max_weight: float = Field(gt=0, le=1)
+    min_cash: float = Field(ge=0, lt=1)
+    max_gross_exposure: float = Field(gt=0, le=1)
+    cvar_budget: float = Field(gt=0, lt=1)
+    drawdown_limit: float = Field(gt=0, lt=1)
+    drawdown_floor: float = Field(ge=0, le=1)
+    drawdown_power: float = Field(ge=1)
+    trim_tolerance: float = Field(ge=0, lt=1)
+
+
+class RulesConfig(_Frozen):
+    max_positions: int = Field(ge=1)
+    rsi_overbought: float = Field(gt=50, le=100)
+    stop_loss: float = Field(gt=0, lt=1)
+    rebalance_band: float = Field(ge=0, le=1)
+
+
+class DataConfig(_Frozen):
+    history_sessions: int = Field(ge=210)
+    jump_threshold: float = Field(gt=0)
+    max_missing_fraction: float = Field(ge=0, lt=1)
+    retries: int = Field(ge=1)
+    backoff_seconds: float = Field(ge=0)
+
+
+class TokenPrice(_Frozen):
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+
+class LLMConfig(_Frozen):
+    model: str
+    temperature: float = Field(ge=0, le=2)
+    seed: int | None = None
+    timeout_seconds: float = Field(gt=0, le=600)
+    max_retries: int = Field(ge=0)
+    daily_budget_usd: float = Field(ge=0)
+    prices_usd_per_million_tokens: dict[str, TokenPrice] = {}
+
+
+class FXConfig(_Frozen):
+    eurusd: str
+
+
+class Config(_Frozen):
+    portfolio: PortfolioConfig
+    costs: CostsConfig
+    risk: RiskConfig
+    guardrails: GuardrailsConfig
+    rules: RulesConfig
+    data: DataConfig
+    llm: LLMConfig
+    fx: FXConfig
+    assets: tuple[Asset, ...]
+    benchmarks: tuple[Benchmark, ...]
+
+    @model_validator(mode="after")
+    def _check_universe(self) -> Config:
+        tickers = [a.ticker for a in self.assets]
+        if not tickers:
+            raise ValueError("the universe has no assets")
+        dupes = sorted({t for t in tickers if tickers.count(t) > 1})
+        if dupes:
+            raise ValueError(f"duplicate tickers in the universe: {', '.join(dupes)}")
+        keys = [b.key for b in self.benchmarks]
+        if len(set(keys)) != len(keys):
+            raise ValueError("duplicate benchmark keys")
+        g = self.guardrails
+        if g.min_cash + g.max_gross_exposure > 1 + 1e-12:
+            raise ValueError("guardrails: min_cash + max_gross_exposure must not exceed 1")
+        return self
+
+    @cached_property
+    def asset_by_ticker(self) -> dict[str, Asset]:
+        return {a.ticker: a for a in self.assets}
+
+    @property
+    def tickers(self) -> list[str]:
+        """The tradable assets, in universe order."""
+        return [a.ticker for a in self.assets]
+
+    @property
+    def instruments(self) -> dict[str, Asset | Benchmark]:
+        """Every priced instrument (assets, then benchmarks not already assets) by ticker."""
+        out: dict[str, Asset | Benchmark] = dict(self.asset_by_ticker)
+        for b in self.benchmarks:
+            out.setdefault(b.ticker, b)
+        return out
+
+    def with_overrides(self, **sections: dict[str, Any]) -> Config:
+        """A copy with some keys replaced, e.g. ``with_overrides(portfolio={"whole_shares": False})``."""
+        return _validate(_merge(self.model_dump(), sections))
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _validate(raw: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "config"
+        raise ConfigError(f"invalid configuration at {where}: {first['msg']}") from None
+
+
+def default_config_text() -> str:
+    return resources.files("engine").joinpath("config.toml").read_text(encoding="utf-8")
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """The defaults, with the keys of the TOML file at `path` (if any) merged on top."""
+    raw = tomllib.loads(default_config_text())
+    if path is not None:
+        p = Path(path)
+        try:
+            user = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {p}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {p}: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
+        raw = _merge(raw, user)
+    return _validate(raw)

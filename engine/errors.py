@@ -1,0 +1,43 @@
+"""The engine's expected failures.
+
+Each is mapped by the CLI to one clear line on stderr and its own exit code; anything
+else that escapes is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Base of every expected failure. `exit_code` is what the CLI returns."""
+
+    exit_code = 1
+
+
+class ConfigError(EngineError):
+    """The configuration file or a CLI flag is invalid."""
+
+    exit_code = 2
+
+
+class DataUnavailable(EngineError):
+    """Market data is missing, stale or suspect where the run cannot safely do without it."""
+
+    exit_code = 3
+
+
+class StateCorrupt(EngineError):
+    """A state file cannot be read or fails validation. It is never overwritten."""
+
+    exit_code = 4
+
+
+class LLMAnswerInvalid(EngineError):
+    """The model's answer could not be turned into a decision."""
+
+    exit_code = 5
+
+
+class BudgetExceeded(EngineError):
+    """A configured spending limit has been reached."""
+
+    exit_code = 6
