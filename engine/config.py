@@ -76,6 +76,7 @@ class GuardrailsConfig(_Frozen):
     drawdown_floor: float = Field(ge=0, le=1)
     drawdown_power: float = Field(ge=1)
     trim_tolerance: float = Field(ge=0, lt=1)
+    cvar_trim_tolerance: float = Field(ge=0, lt=1)
 
 
 class RulesConfig(_Frozen):

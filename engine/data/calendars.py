@@ -47,7 +47,7 @@ def union_sessions(codes: Iterable[str], start: object, end: object) -> pd.Datet
     out = pd.DatetimeIndex([], dtype="datetime64[ns]")
     for code in sorted(set(codes)):
         out = out.union(sessions(code, start, end))
-    return out
+    return pd.DatetimeIndex(out, freq=None)
 
 
 def is_session(code: str, d: object) -> bool:
@@ -66,7 +66,7 @@ def previous_sessions(codes: Iterable[str], end: object, count: int) -> pd.Datet
     for code in codes:
         out = out.union(_all_sessions(code))
     out = out[out <= to_session(end)]
-    return out[-count:]
+    return pd.DatetimeIndex(out[-count:], freq=None)
 
 
 def open_time_utc(code: str, d: object) -> pd.Timestamp:

@@ -1,0 +1,338 @@
+"""Daily bars from Yahoo Finance (yfinance), as a validated :class:`MarketData`.
+
+One batched ``yfinance.download`` call fetches every instrument of the configuration
+plus the EUR/USD rate. What yfinance 1.7 returns for several tickers (read from
+``yfinance/multi.py`` and ``yfinance/scrapers/history.py``):
+
+* columns: a 2-level MultiIndex named ``["Price", "Ticker"]`` with ``group_by="column"``
+  (``["Ticker", "Price"]`` with ``group_by="ticker"``), sorted; the price level holds
+  ``Adj Close, Close, High, Low, Open, Volume`` and, with ``actions=True``,
+  ``Dividends`` and ``Stock Splits`` (plus ``Capital Gains`` for ETFs and funds);
+  a ticker that failed has only the six price columns, all NaN;
+* index: tz-naive (``ignore_tz=True``) midnight dates named ``Date``, the union of every
+  ticker's own trading dates, so a ticker is NaN on the other exchanges' sessions;
+* it does not raise when Yahoo or the network fails: the failed ticker is logged and
+  left NaN, and if every ticker failed the frame has no rows at all.
+
+Prices are traded prices (``auto_adjust=False``): dividends are credited as cash by the
+ledger. Yahoo's OHLC are split-adjusted but not dividend-adjusted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine.config import Config
+from engine.data.cache import ParquetCache, request_key
+from engine.data.calendars import get_calendar, previous_sessions, sessions, to_session, union_sessions
+from engine.data.market import MarketData
+from engine.data.validate import validate
+from engine.errors import DataUnavailable
+
+_logger = logging.getLogger(__name__)
+
+# The keyword arguments of every yfinance.download call (tickers, start, end aside).
+DOWNLOAD_OPTIONS: dict[str, Any] = {
+    "interval": "1d",
+    "auto_adjust": False,
+    "actions": True,
+    "group_by": "column",
+    "ignore_tz": True,
+    "progress": False,
+    "threads": True,
+}
+
+# Yahoo's daily bars settle a little after the close; a window whose last session
+# closed more recently than this is not cached (its last bar may still change).
+SETTLE_DELAY = pd.Timedelta(minutes=30)
+
+_FIELDS = {"open": "Open", "high": "High", "low": "Low", "close": "Close", "volume": "Volume"}
+_LEVEL_NAMES = ["Price", "Ticker"]
+
+
+def history_start(config: Config, end: object) -> pd.Timestamp:
+    """The first date of the last ``config.data.history_sessions`` union sessions up to `end`."""
+    codes = {inst.calendar for inst in config.instruments.values()}
+    window = previous_sessions(codes, end, config.data.history_sessions)
+    if len(window) == 0:
+        raise ValueError(f"no trading session up to {to_session(end).date()}")
+    return window[0]
+
+
+class YahooSource:
+    name = "yahoo"
+    synthetic = False
+
+    def __init__(
+        self,
+        cache_dir: Path | None,
+        *,
+        retries: int = 3,
+        backoff_seconds: float = 2.0,
+        download: Callable[..., pd.DataFrame | None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        log: Callable[[str], None] | None = None,
+        clock: Callable[[], pd.Timestamp] | None = None,
+    ) -> None:
+        if retries < 1:
+            raise ValueError("retries must be at least 1")
+        self._log = log or _logger.info
+        self._cache = ParquetCache(Path(cache_dir), log=self._log) if cache_dir is not None else None
+        self._retries = retries
+        self._backoff = backoff_seconds
+        self._download = download
+        self._sleep = sleep
+        self._clock = clock or (lambda: pd.Timestamp.now(tz="UTC"))
+
+    def load(self, config: Config, start: object, end: object) -> MarketData:
+        """Daily bars for `start`..`end` (both inclusive), validated as of `end`."""
+        start, end = to_session(start), to_session(end)
+        if start > end:
+            raise ValueError(f"start {start.date()} is after end {end.date()}")
+        tickers = request_tickers(config)
+        key = request_key(
+            source=self.name,
+            tickers=sorted(tickers),
+            start=str(start.date()),
+            end=str(end.date()),
+            **{k: v for k, v in DOWNLOAD_OPTIONS.items() if k not in ("progress", "threads")},
+        )
+        raw = self._cache.get(key) if self._cache is not None else None
+        if raw is not None:
+            self._log(f"Yahoo data for {start.date()}..{end.date()} read from the cache")
+            raw = canonical_frame(raw, tickers)
+        else:
+            raw = self._fetch(tickers, start, end)
+            if self._cache is not None and self._cacheable(raw, tickers, config, end):
+                self._cache.put(key, raw)
+        market = to_market(raw, config, start, end)
+        return validate(market, config, asof=end)
+
+    # -- downloading ---------------------------------------------------------------
+
+    def _fetch(self, tickers: list[str], start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        raw = self._download_with_retries(tickers, start, end)
+        missing = missing_tickers(raw, tickers)
+        if not missing:
+            return raw
+        self._log(
+            f"Yahoo returned no prices for {', '.join(missing)}; asking once more for "
+            "just those"
+        )
+        self._sleep(self._backoff)
+        try:
+            extra = self._call(missing, start, end)
+        except Exception as exc:  # noqa: BLE001 - the tickers just stay missing
+            self._log(f"the second request failed too: {_one_line(exc)}")
+            return raw
+        if not _has_rows(extra):
+            self._log("the second request returned an empty frame")
+            return raw
+        extra = canonical_frame(extra, missing)
+        got = [t for t in missing if t not in set(missing_tickers(extra, missing))]
+        if got:
+            self._log(f"the second request recovered {', '.join(got)}")
+            raw = _merge(raw, extra, got)
+        return raw
+
+    def _download_with_retries(
+        self, tickers: list[str], start: pd.Timestamp, end: pd.Timestamp
+    ) -> pd.DataFrame:
+        cause = "no attempt made"
+        for attempt in range(self._retries):
+            try:
+                frame = self._call(tickers, start, end)
+            except Exception as exc:  # noqa: BLE001 - network and Yahoo errors of every kind
+                cause = _one_line(exc)
+            else:
+                if _has_rows(frame):
+                    canonical = canonical_frame(frame, tickers)
+                    if canonical.xs("Close", axis=1, level=0).notna().to_numpy().any():
+                        return canonical
+                cause = (
+                    "yfinance returned an empty frame (that is how it reports a network "
+                    "failure or a refusal by Yahoo)"
+                )
+            self._log(f"Yahoo download attempt {attempt + 1}/{self._retries} failed: {cause}")
+            if attempt + 1 < self._retries:
+                self._sleep(self._backoff * 2**attempt)
+        raise DataUnavailable(
+            f"Yahoo returned no data for {len(tickers)} tickers after {self._retries} "
+            f"attempts: {cause}"
+        )
+
+    def _call(self, tickers: Sequence[str], start: pd.Timestamp, end: pd.Timestamp) -> Any:
+        download = self._download
+        if download is None:
+            import yfinance  # imported on first use: it is slow to import
+
+            download = yfinance.download
+        with warnings.catch_warnings():
+            # yfinance 1.7 still passes pandas' deprecated `inplace=`: noise, not ours.
+            warnings.simplefilter("ignore", getattr(pd.errors, "Pandas4Warning", DeprecationWarning))
+            return download(
+                list(tickers),
+                start=str(start.date()),
+                end=str((end + pd.Timedelta(days=1)).date()),  # yfinance's end is exclusive
+                **DOWNLOAD_OPTIONS,
+            )
+
+    def _cacheable(
+        self, raw: pd.DataFrame, tickers: list[str], config: Config, end: pd.Timestamp
+    ) -> bool:
+        """Only complete data whose last bars are final is cached.
+
+        A partial frame is not cached, so that a re-run asks Yahoo again; nor is a window
+        whose last session closed less than SETTLE_DELAY ago (or has not closed yet),
+        since Yahoo then returns a bar that is still moving.
+        """
+        if raw.shape[0] == 0 or missing_tickers(raw, tickers):
+            return False
+        now = pd.Timestamp(self._clock())
+        now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+        for code in {inst.calendar for inst in config.instruments.values()}:
+            recent = sessions(code, end - pd.Timedelta(days=14), end)
+            if len(recent) and now < get_calendar(code).session_close(recent[-1]) + SETTLE_DELAY:
+                return False
+        return True
+
+
+# -- frame conversion -------------------------------------------------------------------
+
+
+def request_tickers(config: Config) -> list[str]:
+    """Every instrument of the configuration, then the EUR/USD rate."""
+    out = list(config.instruments)
+    if config.fx.eurusd not in out:
+        out.append(config.fx.eurusd)
+    return out
+
+
+def canonical_frame(raw: pd.DataFrame, requested: Sequence[str]) -> pd.DataFrame:
+    """yfinance's frame in one fixed shape, whichever `group_by` produced it.
+
+    Columns ``(Price, Ticker)`` sorted, tickers spelled as requested (yfinance
+    upper-cases them), index tz-naive midnight datetime64[ns] without duplicates.
+    Columns of tickers that were not requested are dropped.
+    """
+    cols = raw.columns
+    if isinstance(cols, pd.MultiIndex):
+        if cols.nlevels != 2:
+            raise DataUnavailable(f"Yahoo returned a frame with {cols.nlevels} column levels, expected 2")
+        lv0 = [str(v) for v in cols.get_level_values(0)]
+        lv1 = [str(v) for v in cols.get_level_values(1)]
+        if "Close" in lv0:
+            fields, names = lv0, lv1
+        elif "Close" in lv1:
+            fields, names = lv1, lv0
+        else:
+            raise DataUnavailable("Yahoo returned a frame without a Close column")
+    elif len(requested) == 1:  # a single ticker with multi_level_index=False
+        fields = [str(v) for v in cols]
+        names = [requested[0]] * len(fields)
+    else:
+        raise DataUnavailable("Yahoo returned a frame without per-ticker columns")
+    lookup = {t.upper(): t for t in requested}
+    labels = [(f, lookup.get(n.upper())) for f, n in zip(fields, names, strict=True)]
+    keep = np.array([t is not None for _, t in labels], dtype=bool)
+    out = raw.loc[:, keep]
+    out = out.set_axis(
+        pd.MultiIndex.from_tuples([lab for lab, k in zip(labels, keep, strict=True) if k], names=_LEVEL_NAMES)
+        if keep.any()
+        else pd.MultiIndex.from_arrays([[], []], names=_LEVEL_NAMES),
+        axis=1,
+    )
+    out = out.loc[:, ~out.columns.duplicated(keep="first")]
+    index = _naive_dates(out.index)
+    out = out.set_axis(index, axis=0)
+    out = out[~index.duplicated(keep="first")]
+    return out.sort_index(axis=0).sort_index(axis=1)
+
+
+def missing_tickers(raw: pd.DataFrame, tickers: Sequence[str]) -> list[str]:
+    """The tickers of a canonical frame without a single close."""
+    present = set()
+    if "Close" in raw.columns.get_level_values(0):
+        close = raw.xs("Close", axis=1, level=0)
+        present = {t for t, ok in close.notna().any(axis=0).items() if ok}
+    return [t for t in tickers if t not in present]
+
+
+def to_market(raw: pd.DataFrame, config: Config, start: pd.Timestamp, end: pd.Timestamp) -> MarketData:
+    """A canonical Yahoo frame as a (not yet validated) MarketData panel.
+
+    The index is the union of the instruments' sessions from `start` to `end`, plus any
+    other date on which an instrument has a price (holiday rows: validate() NaNs them).
+    """
+    instruments = list(config.instruments)
+    codes = {inst.calendar for inst in config.instruments.values()}
+    raw = raw.loc[(raw.index >= start) & (raw.index <= end)]
+    present_fields = set(raw.columns.get_level_values(0))
+
+    def field(name: str) -> pd.DataFrame:
+        if name in present_fields:
+            sub = raw.xs(name, axis=1, level=0)
+        else:
+            sub = pd.DataFrame(index=raw.index)
+        sub = sub.reindex(columns=instruments)
+        return sub.set_axis(pd.Index(instruments), axis=1).astype("float64")
+
+    close = field("Close")
+    traded = close.index[close.notna().any(axis=1).to_numpy()]
+    index = union_sessions(codes, start, end).union(pd.DatetimeIndex(traded).as_unit("ns"))
+    index = pd.DatetimeIndex(index, name=None).as_unit("ns")
+
+    frames = {k: field(v).reindex(index) for k, v in _FIELDS.items()}
+    dividends = field("Dividends").reindex(index).fillna(0.0)
+    splits = field("Stock Splits").reindex(index)
+    splits = splits.where(splits.notna() & (splits != 0.0), 1.0)
+
+    fx_name = config.fx.eurusd
+    if ("Close", fx_name) in raw.columns:
+        fx = raw[("Close", fx_name)].astype("float64").reindex(index)
+    else:
+        fx = pd.Series(np.nan, index=index, dtype="float64")
+    fx = fx.rename(fx_name)
+
+    return MarketData(
+        **frames,
+        dividends=dividends,
+        splits=splits,
+        fx_eurusd=fx,
+        source="yahoo",
+        synthetic=False,
+    )
+
+
+def _merge(base: pd.DataFrame, extra: pd.DataFrame, tickers: list[str]) -> pd.DataFrame:
+    """`base` with the columns of `tickers` taken from `extra` (canonical frames)."""
+    base = base.loc[:, ~base.columns.get_level_values(1).isin(tickers)]
+    extra = extra.loc[:, extra.columns.get_level_values(1).isin(tickers)]
+    out = pd.concat([base, extra], axis=1, sort=True)
+    return out.sort_index(axis=0).sort_index(axis=1)
+
+
+def _has_rows(frame: object) -> bool:
+    return isinstance(frame, pd.DataFrame) and frame.shape[0] > 0 and frame.shape[1] > 0
+
+
+def _naive_dates(index: pd.Index) -> pd.DatetimeIndex:
+    idx = pd.DatetimeIndex(index)
+    if idx.tz is not None:
+        idx = idx.tz_localize(None)  # keep the exchange's local date
+    return pd.DatetimeIndex(idx.normalize(), name=None).as_unit("ns")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or "(no message)"
+    if len(text) > 200:
+        text = text[:197] + "..."
+    return f"{type(exc).__name__}: {text}"

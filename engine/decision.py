@@ -1,0 +1,260 @@
+"""What a policy sees (the brief), what it answers (a decision), and how an answer
+becomes orders.
+
+The answer format is the public audit format, the same for every policy::
+
+    {"decisions": [{"ticker": "MC.PA", "action": "buy", "percent": 25, "reason": "..."}],
+     "summary": "..."}
+
+``buy`` percent is a share of the cash available at decision time (cash minus what
+pending purchases will need); ``sell`` percent is a share of the position (100 closes
+it); ``hold`` ignores percent. An answer is checked here, whoever wrote it: unknown or
+untradable tickers, duplicates, contradictions, sells of what is not held and buys over
+100% of the cash are rejected or scaled, each with a :class:`Cut` saying why.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from engine.portfolio.execution import floor_qty
+from engine.portfolio.ledger import Order
+
+
+class Action(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    ticker: str
+    action: Literal["buy", "sell", "hold"]
+    percent: float = 0.0
+    reason: str = ""
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    decisions: tuple[Action, ...] = ()
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class Cut:
+    """One change made to a policy's answer, and why. Shown verbatim in the audit trail."""
+
+    stage: str  # "validation", "sizing", or "guardrail:<rule>"
+    ticker: str
+    before: str
+    after: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "stage": self.stage,
+            "ticker": self.ticker,
+            "before": self.before,
+            "after": self.after,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class PositionView:
+    ticker: str
+    qty: float
+    avg_cost_eur: float
+    price_local: float
+    currency: str
+    price_eur: float
+    value_eur: float
+    weight: float
+    pnl_eur: float
+    pnl_pct: float
+
+
+@dataclass(frozen=True)
+class Brief:
+    """Everything a policy is given at the close of `date`. Every number is computed here;
+    a policy only decides."""
+
+    date: dt.date
+    source: str
+    synthetic: bool
+    nav_eur: float
+    cash_eur: float
+    cash_available_eur: float
+    invested_eur: float
+    gross_exposure: float
+    nav_peak_eur: float
+    drawdown: float
+    drawdown_multiplier: float
+    cvar_95: float  # 1-day portfolio CVaR, fraction of NAV
+    limits: dict[str, float]
+    positions: dict[str, PositionView]
+    assets: pd.DataFrame  # index ticker; indicator and risk columns, plus name/sector/currency
+    prices_eur: dict[str, float]
+    pending_orders: tuple[Order, ...] = ()
+    data_issues: tuple[dict[str, str], ...] = ()
+    tradable: tuple[str, ...] = field(default=())
+
+    def held_qty(self, ticker: str) -> float:
+        """Shares held once the pending orders have filled."""
+        pos = self.positions.get(ticker)
+        q = pos.qty if pos else 0.0
+        for o in self.pending_orders:
+            if o.ticker == ticker:
+                q += o.qty if o.side == "buy" else -o.qty
+        return max(q, 0.0)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The brief as a JSON-ready record (rounded so that diffs stay readable)."""
+        assets = []
+        for t, row in self.assets.iterrows():
+            rec: dict[str, Any] = {"ticker": t}
+            for k, v in row.items():
+                rec[str(k)] = _clean(v)
+            assets.append(rec)
+        return {
+            "date": self.date.isoformat(),
+            "source": self.source,
+            "synthetic": self.synthetic,
+            "portfolio": {
+                "nav_eur": round(self.nav_eur, 2),
+                "cash_eur": round(self.cash_eur, 2),
+                "cash_available_eur": round(self.cash_available_eur, 2),
+                "invested_eur": round(self.invested_eur, 2),
+                "gross_exposure": round(self.gross_exposure, 4),
+                "nav_peak_eur": round(self.nav_peak_eur, 2),
+                "drawdown": round(self.drawdown, 4),
+                "drawdown_multiplier": round(self.drawdown_multiplier, 4),
+                "cvar_95": _clean(self.cvar_95),
+            },
+            "limits": {k: round(v, 4) for k, v in self.limits.items()},
+            "positions": [
+                {k: _clean(v) for k, v in vars(p).items()} for p in self.positions.values()
+            ],
+            "pending_orders": [o.model_dump(mode="json") for o in self.pending_orders],
+            "assets": assets,
+            "data_issues": list(self.data_issues),
+        }
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return None
+        return float(f"{v:.6g}")
+    if hasattr(v, "item"):  # numpy scalar
+        return _clean(v.item())
+    return v
+
+
+def check_decision(decision: Decision, brief: Brief, universe: set[str]) -> tuple[list[Action], list[Cut]]:
+    """Reject or repair what cannot be executed as asked. Returns the actions to size."""
+    cuts: list[Cut] = []
+    by_ticker: dict[str, list[Action]] = {}
+    for a in decision.decisions:
+        by_ticker.setdefault(a.ticker, []).append(a)
+
+    kept: list[Action] = []
+    for ticker, acts in by_ticker.items():
+        first = acts[0]
+        if ticker not in universe:
+            cuts.append(Cut("validation", ticker, _desc(first), "dropped", "unknown ticker: not in the universe"))
+            continue
+        if len({a.action for a in acts}) > 1:
+            cuts.append(
+                Cut(
+                    "validation", ticker, " + ".join(_desc(a) for a in acts), "dropped",
+                    "contradictory actions for the same ticker: none is executed",
+                )
+            )
+            continue
+        for dup in acts[1:]:
+            cuts.append(Cut("validation", ticker, _desc(dup), "dropped", "duplicate entry: the first one is kept"))
+        a = first
+        if a.action == "hold":
+            continue
+        if not math.isfinite(a.percent) or a.percent <= 0:
+            cuts.append(Cut("validation", ticker, _desc(a), "dropped", f"percent must be in (0, 100], got {a.percent}"))
+            continue
+        if a.percent > 100:
+            cuts.append(Cut("validation", ticker, _desc(a), f"{a.action} 100%", "percent above 100 clipped to 100"))
+            a = a.model_copy(update={"percent": 100.0})
+        if ticker not in brief.tradable:
+            cuts.append(Cut("validation", ticker, _desc(a), "dropped", "no valid market data today"))
+            continue
+        if a.action == "sell" and brief.held_qty(ticker) <= 0:
+            cuts.append(Cut("validation", ticker, _desc(a), "dropped", "cannot sell: not held (no shorting)"))
+            continue
+        kept.append(a)
+
+    buy_total = sum(a.percent for a in kept if a.action == "buy")
+    if buy_total > 100 + 1e-9:
+        scale = 100 / buy_total
+        scaled = []
+        for a in kept:
+            if a.action == "buy":
+                new = a.model_copy(update={"percent": a.percent * scale})
+                cuts.append(
+                    Cut(
+                        "validation", a.ticker, _desc(a), _desc(new),
+                        f"buys add up to {buy_total:.1f}% of cash: all scaled down to 100%",
+                    )
+                )
+                a = new
+            scaled.append(a)
+        kept = scaled
+    return kept, cuts
+
+
+def _desc(a: Action) -> str:
+    return a.action if a.action == "hold" else f"{a.action} {a.percent:g}%"
+
+
+def size_orders(
+    actions: list[Action],
+    brief: Brief,
+    buy_cost_factor: Mapping[str, float],
+    min_order_eur: float,
+    whole_shares: bool,
+) -> tuple[list[Order], list[Cut]]:
+    """Turn checked actions into share quantities at the close of the decision date."""
+    orders: list[Order] = []
+    cuts: list[Cut] = []
+    for a in actions:
+        price = brief.prices_eur[a.ticker]
+        oid = f"{brief.date.isoformat()}-{a.ticker}-{a.action}"
+        if a.action == "buy":
+            amount = brief.cash_available_eur * a.percent / 100
+            qty = floor_qty(amount / (price * buy_cost_factor[a.ticker]), whole_shares)
+            value = qty * price
+            if qty <= 0:
+                cuts.append(
+                    Cut("sizing", a.ticker, _desc(a), "dropped", f"{amount:.2f} EUR does not buy one share at {price:.2f} EUR")
+                )
+                continue
+            if value < min_order_eur:
+                cuts.append(
+                    Cut("sizing", a.ticker, _desc(a), "dropped", f"{value:.2f} EUR is below the minimum order of {min_order_eur:.0f} EUR")
+                )
+                continue
+        else:
+            held = brief.held_qty(a.ticker)
+            qty = held if a.percent >= 100 else floor_qty(held * a.percent / 100, whole_shares)
+            if qty <= 0:
+                cuts.append(Cut("sizing", a.ticker, _desc(a), "dropped", f"{a.percent:g}% of {held:g} shares is less than one share"))
+                continue
+            if qty < held and qty * price < min_order_eur:
+                cuts.append(
+                    Cut("sizing", a.ticker, _desc(a), "dropped", f"{qty * price:.2f} EUR is below the minimum order of {min_order_eur:.0f} EUR")
+                )
+                continue
+        orders.append(Order(id=oid, ticker=a.ticker, side=a.action, qty=qty, decided_on=brief.date, reason=a.reason))
+    return orders, cuts

@@ -1,0 +1,248 @@
+"""Execution: pending orders become fills at the open, as a careful paper broker does it.
+
+Timing. Orders are decided after the close of session D and fill at the *next open of
+their own exchange*: Paris orders at the next XPAR open, US orders at the next XNYS
+open. While an exchange is closed (US Thanksgiving, 1 May in Paris) its orders stay
+pending; the other exchange's orders fill as usual.
+
+Order of fills on a day: by exchange opening time (Paris opens before New York); within
+an exchange, older decisions first (an order kept pending over a holiday goes before the
+ones decided since, which were decided knowing it), then sells before buys, so that a
+sale's proceeds can pay for a purchase on the same exchange. A US sale does not fund a
+Paris purchase of the same day. Orders are never merged or replaced: like a broker's
+order book, each fills on its own, and a policy sees the pending ones in its brief.
+
+Checks. Cash never goes negative (a buy is clipped to what the cash pays for, or
+rejected), nothing is shorted, nothing not held is sold. Every clip and rejection is
+returned as an :class:`ExecutionNote` with its reason, for the decision record.
+
+Corporate actions are booked before the open: a dividend (ex-date D) pays the shares
+held at the previous close; a split multiplies the shares and divides their cost basis,
+and rescales pending orders decided before it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from engine.config import Asset
+from engine.data.calendars import open_time_utc
+from engine.portfolio.costs import CostModel, cents
+from engine.portfolio.ledger import Fill, Order, Portfolio, book
+
+QTY_DECIMALS = 6
+
+
+@dataclass(frozen=True)
+class ExecutionNote:
+    order_id: str
+    ticker: str
+    outcome: Literal["clipped", "rejected"]
+    requested_qty: float
+    filled_qty: float
+    reason: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "order_id": self.order_id,
+            "ticker": self.ticker,
+            "outcome": self.outcome,
+            "requested_qty": self.requested_qty,
+            "filled_qty": self.filled_qty,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    portfolio: Portfolio
+    fills: list[Fill] = field(default_factory=list)
+    notes: list[ExecutionNote] = field(default_factory=list)
+
+
+def floor_qty(q: float, whole_shares: bool) -> float:
+    if whole_shares:
+        return float(math.floor(q + 1e-9))
+    return math.floor(q * 10**QTY_DECIMALS + 1e-6) / 10**QTY_DECIMALS
+
+
+@dataclass(frozen=True)
+class _Quote:
+    ticker: str
+    side: Literal["buy", "sell"]
+    qty: float
+    open_local: float
+    fill_local: float
+    currency: str
+    fx_eurusd: float
+    gross_eur: float
+    slippage_eur: float
+    commission_eur: float
+    tax_eur: float
+    fx_fee_eur: float
+
+    @property
+    def cash_flow_eur(self) -> float:
+        fees = self.commission_eur + self.tax_eur + self.fx_fee_eur
+        return cents(-(self.gross_eur + fees) if self.side == "buy" else self.gross_eur - fees)
+
+
+def quote(
+    asset: Asset, side: Literal["buy", "sell"], qty: float, open_local: float, fx_eurusd: float, costs: CostModel
+) -> _Quote:
+    """What filling `qty` at this open would cost or bring, every part in EUR."""
+    fill_local = costs.slippage.fill_price(open_local, side)
+    gross = cents(costs.fx.to_eur(qty * fill_local, asset.currency, fx_eurusd))
+    nominal = cents(costs.fx.to_eur(qty * open_local, asset.currency, fx_eurusd))
+    return _Quote(
+        ticker=asset.ticker,
+        side=side,
+        qty=qty,
+        open_local=open_local,
+        fill_local=fill_local,
+        currency=asset.currency,
+        fx_eurusd=fx_eurusd,
+        gross_eur=gross,
+        slippage_eur=cents(abs(gross - nominal)),
+        commission_eur=costs.commission.fee_eur(gross),
+        tax_eur=costs.tax.tax_eur(gross, side, asset.ftt),
+        fx_fee_eur=costs.fx.fee_eur(gross, asset.currency),
+    )
+
+
+def affordable_qty(
+    asset: Asset, open_local: float, fx_eurusd: float, cash_eur: float, costs: CostModel, whole_shares: bool
+) -> float:
+    """The largest quantity whose all-in cost fits in `cash_eur`."""
+    unit_eur = costs.fx.to_eur(costs.slippage.fill_price(open_local, "buy"), asset.currency, fx_eurusd)
+    q = floor_qty(cash_eur / (unit_eur * costs.buy_cost_factor(asset.ftt, asset.currency)), whole_shares)
+    step = 1.0 if whole_shares else max(q * 1e-4, 10**-QTY_DECIMALS)
+    while q > 0 and -quote(asset, "buy", q, open_local, fx_eurusd, costs).cash_flow_eur > cash_eur:
+        q = floor_qty(q - step, whole_shares)
+    return max(q, 0.0)
+
+
+def _to_fill(q: _Quote, d: dt.date, order: Order) -> Fill:
+    return Fill(
+        date=d,
+        ticker=q.ticker,
+        side=q.side,
+        qty=q.qty,
+        price_local=q.fill_local,
+        currency=q.currency,
+        fx_eurusd=q.fx_eurusd,
+        gross_eur=q.gross_eur,
+        slippage_eur=q.slippage_eur,
+        commission_eur=q.commission_eur,
+        tax_eur=q.tax_eur,
+        fx_fee_eur=q.fx_fee_eur,
+        cash_flow_eur=q.cash_flow_eur,
+        order_id=order.id,
+    )
+
+
+def execute_pending(
+    p: Portfolio,
+    d: dt.date,
+    opens_local: Mapping[str, float],
+    fx_eurusd: float,
+    assets: Mapping[str, Asset],
+    costs: CostModel,
+    whole_shares: bool,
+) -> ExecutionResult:
+    """Fill the pending orders whose exchange opened on `d` (those with an open price)."""
+    due, waiting = [], []
+    for o in p.pending_orders:
+        px = opens_local.get(o.ticker)
+        (due if px is not None and px == px and px > 0 else waiting).append(o)
+    if not due:
+        return ExecutionResult(p)
+    day = dt.datetime(d.year, d.month, d.day)
+    due.sort(key=lambda o: (open_time_utc(assets[o.ticker].calendar, day), o.decided_on, o.side != "sell", o.ticker))
+    p = p.model_copy(update={"pending_orders": tuple(waiting)})
+    fills: list[Fill] = []
+    notes: list[ExecutionNote] = []
+    for o in due:
+        asset = assets[o.ticker]
+        px = float(opens_local[o.ticker])
+        qty = o.qty
+        if o.side == "sell":
+            held = p.qty(o.ticker)
+            if held <= 0:
+                notes.append(ExecutionNote(o.id, o.ticker, "rejected", o.qty, 0.0, "nothing held to sell"))
+                continue
+            if qty > held + 1e-9:
+                notes.append(
+                    ExecutionNote(o.id, o.ticker, "clipped", o.qty, held, f"only {held:g} held: sold all of it")
+                )
+                qty = held
+            q = quote(asset, "sell", qty, px, fx_eurusd, costs)
+            if p.cash_eur + q.cash_flow_eur < 0:
+                notes.append(
+                    ExecutionNote(o.id, o.ticker, "rejected", o.qty, 0.0, "the proceeds would not cover the fees")
+                )
+                continue
+        else:
+            q = quote(asset, "buy", qty, px, fx_eurusd, costs)
+            if -q.cash_flow_eur > p.cash_eur:
+                fit = affordable_qty(asset, px, fx_eurusd, p.cash_eur, costs, whole_shares)
+                if fit <= 0:
+                    notes.append(
+                        ExecutionNote(
+                            o.id, o.ticker, "rejected", o.qty, 0.0,
+                            f"insufficient cash: {p.cash_eur:.2f} EUR does not buy one share at the open",
+                        )
+                    )
+                    continue
+                notes.append(
+                    ExecutionNote(
+                        o.id, o.ticker, "clipped", o.qty, fit,
+                        f"insufficient cash at the open ({p.cash_eur:.2f} EUR): bought {fit:g} of {o.qty:g}",
+                    )
+                )
+                q = quote(asset, "buy", fit, px, fx_eurusd, costs)
+        p, booked = book(p, _to_fill(q, d, o))
+        fills.append(booked)
+    return ExecutionResult(p, fills, notes)
+
+
+def corporate_actions(
+    p: Portfolio,
+    d: dt.date,
+    dividends_local: Mapping[str, float],
+    split_ratios: Mapping[str, float],
+    fx_eurusd: float,
+    assets: Mapping[str, Asset],
+) -> tuple[Portfolio, list[Fill]]:
+    """Book dividends (ex-date `d`) and splits on the positions held before the open of `d`."""
+    fills: list[Fill] = []
+    for t, pos in list(p.positions.items()):
+        asset = assets[t]
+        ratio = split_ratios.get(t, 1.0)
+        if ratio == ratio and ratio > 0 and abs(ratio - 1.0) > 1e-12:
+            f = Fill(
+                date=d, ticker=t, side="split", qty=pos.qty, price_local=ratio, currency=asset.currency,
+                fx_eurusd=fx_eurusd, gross_eur=0.0, cash_flow_eur=0.0, note=f"split {ratio:g}-for-1",
+            )
+            p, f = book(p, f)
+            fills.append(f)
+            orders = tuple(
+                o.model_copy(update={"qty": round(o.qty * ratio, QTY_DECIMALS)}) if o.ticker == t else o
+                for o in p.pending_orders
+            )
+            p = p.model_copy(update={"pending_orders": orders})
+        div = dividends_local.get(t, 0.0)
+        if div == div and div > 0:
+            qty = p.qty(t)
+            gross = cents(qty * div / fx_eurusd if asset.currency == "USD" else qty * div)
+            f = Fill(
+                date=d, ticker=t, side="dividend", qty=qty, price_local=div, currency=asset.currency,
+                fx_eurusd=fx_eurusd, gross_eur=gross, cash_flow_eur=gross, note="dividend, gross of withholding tax",
+            )
+            p, f = book(p, f)
+            fills.append(f)
+    return p, fills

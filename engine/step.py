@@ -1,0 +1,315 @@
+"""The daily step: the one code path shared by live runs, the demo and backtests.
+
+For session D, after both markets have closed:
+
+1. book corporate actions (dividends with ex-date D, splits) on what was held;
+2. fill the pending orders at D's open of each asset's own exchange (an exchange closed
+   on D keeps its orders pending);
+3. mark to market at D's close, in EUR (USD assets at the EURUSD of D);
+4. read the indicators and risk figures as of D (computed once for the whole panel,
+   from data up to D only), build the brief and ask the policy;
+5. check the answer, size it into orders, apply the guardrails (they only shrink risk),
+   queue the orders for the next open, and return the new portfolio with the records
+   to append: fills, one equity row and the decision record.
+
+``step`` is pure given its inputs: same portfolio, data up to D and policy -> same
+result. Nothing after D is read. ``run`` is ``step`` in a loop; a backtest and a live
+run differ only in the data source and the dates they pass.
+
+A date is a session when at least one of the two exchanges trades. On a day only Paris
+trades (US Thanksgiving), US assets keep their last close and their orders wait.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine.config import Asset, Benchmark, Config
+from engine.data.market import MarketData
+from engine.decision import Brief, Cut, PositionView, check_decision, size_orders
+from engine.errors import DataUnavailable
+from engine.indicators import Indicators
+from engine.policies import Policy
+from engine.portfolio.costs import CostModel
+from engine.portfolio.execution import corporate_actions, execute_pending
+from engine.portfolio.ledger import BenchmarkHolding, Fill, Portfolio, mark
+from engine.risk.cvar import portfolio_cvar
+from engine.risk.guardrails import Book, Limits, apply_guardrails
+
+RECORD_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What stays the same from one session to the next."""
+
+    config: Config
+    policy: Policy
+    source: str
+    synthetic: bool
+    costs: CostModel = field(init=False)
+    instruments: dict[str, Asset | Benchmark] = field(init=False)
+    buy_cost_factor: dict[str, float] = field(init=False)
+    sell_net_factor: dict[str, float] = field(init=False)
+
+    def __post_init__(self) -> None:
+        costs = CostModel.from_config(self.config.costs)
+        object.__setattr__(self, "costs", costs)
+        object.__setattr__(self, "instruments", self.config.instruments)
+        buy = {a.ticker: costs.buy_cost_factor(a.ftt, a.currency) for a in self.config.assets}
+        c = self.config.costs
+        sell = {
+            a.ticker: 1 - (c.slippage_bps + c.commission_bps + (c.fx_fee_bps if a.currency != "EUR" else 0)) / 10_000
+            for a in self.config.assets
+        }
+        object.__setattr__(self, "buy_cost_factor", buy)
+        object.__setattr__(self, "sell_net_factor", sell)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    date: pd.Timestamp
+    portfolio: Portfolio
+    fills: list[Fill]
+    equity: dict[str, Any]
+    record: dict[str, Any]
+
+
+def _row(frame: pd.DataFrame, i: int) -> dict[str, float]:
+    return dict(zip(frame.columns, frame.iloc[i].to_numpy(dtype=float), strict=True))
+
+
+def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx: StepContext) -> StepResult:
+    cfg = ctx.config
+    i = int(market.index.get_indexer([d])[0])
+    if i < 0:
+        raise DataUnavailable(f"{d.date()} is not in the market data ({market.index[0].date()}..{market.index[-1].date()})")
+    day = d.date()
+    fx = float(market.fx_eurusd.iat[i])
+    if not (math.isfinite(fx) and fx > 0):
+        raise DataUnavailable(f"no EURUSD rate for {day}: cannot value USD assets")
+
+    # 1-2. corporate actions before the open, then the fills at the open.
+    p, ca_fills = corporate_actions(p, day, _row(market.dividends, i), _row(market.splits, i), fx, ctx.instruments)
+    ex = execute_pending(p, day, _row(market.open, i), fx, ctx.instruments, ctx.costs, cfg.portfolio.whole_shares)
+    p = ex.portfolio
+    fills = ca_fills + ex.fills
+
+    # 3. mark to market at the close (last close for an exchange closed today).
+    fig = ind.at(d)
+    close_local = fig["close"].to_dict()
+    prices_eur: dict[str, float] = {}
+    for t, px in close_local.items():
+        inst = ctx.instruments.get(t)
+        if inst is not None and px == px:
+            prices_eur[t] = px / fx if inst.currency == "USD" else px
+    val = mark(p, prices_eur)
+    nav = val.nav_eur
+
+    benchmarks = dict(p.benchmarks)
+    inception = p.inception
+    if inception is None:
+        inception = day
+        for b in cfg.benchmarks:
+            if b.ticker in prices_eur:
+                benchmarks[b.key] = BenchmarkHolding(ticker=b.ticker, units=p.starting_capital_eur / prices_eur[b.ticker])
+    else:
+        for key, h in benchmarks.items():
+            div = float(market.dividends.iat[i, market.dividends.columns.get_loc(h.ticker)]) if h.ticker in market.dividends.columns else 0.0
+            if div > 0:
+                inst = ctx.instruments[h.ticker]
+                amount = h.units * div / fx if inst.currency == "USD" else h.units * div
+                benchmarks[key] = h.model_copy(update={"cash_eur": h.cash_eur + amount})
+    bench_nav = {
+        key: h.units * prices_eur[h.ticker] + h.cash_eur if h.ticker in prices_eur else float("nan")
+        for key, h in benchmarks.items()
+    }
+    peak = max(p.nav_peak_eur, nav)
+    drawdown = nav / peak - 1 if peak > 0 else 0.0
+
+    # 4. risk figures as of D and the brief.
+    lookback = cfg.risk.lookback_sessions
+    window = ind.returns_eur.iloc[max(0, i - lookback + 1) : i + 1]
+    r_tickers = list(window.columns)
+    returns = window.to_numpy(dtype=float)
+    weights = np.array([val.values_eur.get(t, 0.0) / nav for t in r_tickers]) if nav > 0 else np.zeros(len(r_tickers))
+    cvar_now = float(portfolio_cvar(returns, weights, cfg.risk.cvar_level)) if len(returns) >= 20 else float("nan")
+    limits = Limits.for_drawdown(cfg.guardrails, drawdown)
+
+    pending_cost = sum(
+        o.qty * prices_eur.get(o.ticker, 0.0) * ctx.buy_cost_factor.get(o.ticker, 1.0)
+        for o in p.pending_orders
+        if o.side == "buy"
+    )
+    pending_proceeds = sum(
+        o.qty * prices_eur.get(o.ticker, 0.0) * ctx.sell_net_factor.get(o.ticker, 1.0)
+        for o in p.pending_orders
+        if o.side == "sell"
+    )
+    tradable = tuple(t for t in cfg.tickers if t in prices_eur and t in market.close.columns)
+    positions = {}
+    for t, pos in p.positions.items():
+        price = prices_eur[t]
+        positions[t] = PositionView(
+            ticker=t,
+            qty=pos.qty,
+            avg_cost_eur=pos.avg_cost_eur,
+            price_local=close_local[t],
+            currency=ctx.instruments[t].currency,
+            price_eur=price,
+            value_eur=pos.qty * price,
+            weight=pos.qty * price / nav,
+            pnl_eur=pos.qty * (price - pos.avg_cost_eur),
+            pnl_pct=price / pos.avg_cost_eur - 1 if pos.avg_cost_eur > 0 else 0.0,
+        )
+    assets = fig.loc[[t for t in cfg.tickers if t in fig.index]]
+    brief = Brief(
+        date=day,
+        source=ctx.source,
+        synthetic=ctx.synthetic,
+        nav_eur=nav,
+        cash_eur=p.cash_eur,
+        cash_available_eur=max(p.cash_eur - pending_cost, 0.0),
+        invested_eur=val.invested_eur,
+        gross_exposure=val.gross_exposure,
+        nav_peak_eur=peak,
+        drawdown=drawdown,
+        drawdown_multiplier=limits.multiplier,
+        cvar_95=cvar_now,
+        limits=limits.as_dict(),
+        positions=positions,
+        assets=assets,
+        prices_eur=prices_eur,
+        pending_orders=p.pending_orders,
+        data_issues=tuple(x.as_dict() for x in market.issues),
+        tradable=tradable,
+    )
+
+    # 5. decide, check, size, guard, queue.
+    answer = ctx.policy.decide(brief)
+    actions, cuts = check_decision(answer.decision, brief, set(cfg.tickers))
+    orders, sizing_cuts = size_orders(
+        actions, brief, ctx.buy_cost_factor, cfg.portfolio.min_order_eur, cfg.portfolio.whole_shares
+    )
+    cuts += sizing_cuts
+    book = Book(
+        nav_eur=nav,
+        cash_eur=p.cash_eur - pending_cost + pending_proceeds,
+        qty={t: brief.held_qty(t) for t in set(p.positions) | {o.ticker for o in p.pending_orders}},
+        prices_eur=prices_eur,
+        buy_cost_factor=ctx.buy_cost_factor,
+        sell_net_factor=ctx.sell_net_factor,
+        returns=returns,
+        returns_tickers=r_tickers,
+        cvar_level=cfg.risk.cvar_level,
+    )
+    final, guard_cuts = apply_guardrails(
+        day, orders, book, limits, cfg.guardrails, cfg.portfolio.min_order_eur, cfg.portfolio.whole_shares
+    )
+    cuts += guard_cuts
+
+    p = p.model_copy(
+        update={
+            "as_of": day,
+            "inception": inception,
+            "nav_peak_eur": peak,
+            "benchmarks": benchmarks,
+            "pending_orders": p.pending_orders + tuple(final),
+        }
+    )
+
+    equity = {
+        "date": d,
+        "nav_eur": round(nav, 2),
+        "cash_eur": round(p.cash_eur, 2),
+        "invested_eur": round(val.invested_eur, 2),
+        "gross_exposure": val.gross_exposure,
+        "drawdown": drawdown,
+        "cvar_95": cvar_now,
+        "realised_pnl_eur": p.realised_pnl_eur,
+        "unrealised_pnl_eur": round(val.unrealised_pnl_eur, 2),
+        "dividends_eur": p.dividends_eur,
+        "costs_eur": round(p.costs.total_eur, 2),
+        "n_positions": len(p.positions),
+        **{f"benchmark_{k}_eur": round(v, 2) for k, v in bench_nav.items()},
+    }
+    record = {
+        "schema_version": RECORD_SCHEMA_VERSION,
+        "date": day.isoformat(),
+        "source": ctx.source,
+        "synthetic": ctx.synthetic,
+        "policy": ctx.policy.name,
+        "model": answer.model,
+        "fills": [f.model_dump(mode="json") for f in fills],
+        "execution_notes": [n.as_dict() for n in ex.notes],
+        "valuation": {
+            "nav_eur": round(nav, 2),
+            "cash_eur": round(p.cash_eur, 2),
+            "invested_eur": round(val.invested_eur, 2),
+            "drawdown": round(drawdown, 6),
+            "cvar_95": None if not math.isfinite(cvar_now) else round(cvar_now, 6),
+            **{f"benchmark_{k}_eur": round(v, 2) for k, v in bench_nav.items()},
+        },
+        "brief": brief.as_dict(),
+        "answer": {
+            "raw": answer.raw,
+            "parsed": answer.decision.model_dump(mode="json"),
+            "notes": list(answer.notes),
+        },
+        "cuts": [c.as_dict() for c in cuts],
+        "orders": [o.model_dump(mode="json") for o in final],
+        "usage": answer.usage,
+    }
+    return StepResult(date=d, portfolio=p, fills=fills, equity=equity, record=record)
+
+
+def run(
+    p: Portfolio,
+    sessions: Iterable[pd.Timestamp],
+    market: MarketData,
+    ind: Indicators,
+    ctx: StepContext,
+    on_step: Callable[[StepResult], None] | None = None,
+) -> tuple[Portfolio, list[StepResult]]:
+    """`step` over `sessions` in order, skipping those already done (idempotent)."""
+    results: list[StepResult] = []
+    for d in sessions:
+        if p.as_of is not None and d.date() <= p.as_of:
+            continue
+        res = step(p, d, market, ind, ctx)
+        p = res.portfolio
+        results.append(res)
+        if on_step is not None:
+            on_step(res)
+    return p, results
+
+
+def required_tickers(p: Portfolio, config: Config) -> set[str]:
+    """Tickers the run cannot do without: held, with a pending order, or a benchmark."""
+    return set(p.positions) | {o.ticker for o in p.pending_orders} | {b.ticker for b in config.benchmarks}
+
+
+def check_data(market: MarketData, p: Portfolio, config: Config) -> None:
+    """Stop when a ticker the run needs failed validation; otherwise proceed without the
+    failed ones (they are listed in the market's issues and in every decision record)."""
+    needed = required_tickers(p, config)
+    bad: dict[str, str] = {}
+    for issue in market.issues:
+        if issue.fatal_for_ticker and issue.ticker in needed and issue.ticker not in bad:
+            bad[issue.ticker] = f"{issue.ticker} ({issue.kind}: {issue.detail})"
+    missing = sorted(t for t in needed if t not in market.close.columns and t not in bad)
+    for t in missing:
+        bad[t] = f"{t} (absent from the data)"
+    if bad:
+        raise DataUnavailable("cannot run safely without " + "; ".join(bad[t] for t in sorted(bad)))
+
+
+def cut_summary(cuts: list[Cut]) -> str:
+    return "; ".join(f"{c.ticker}: {c.reason}" for c in cuts)
