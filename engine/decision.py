@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from engine.portfolio.execution import floor_qty
@@ -97,7 +96,7 @@ class Brief:
     cvar_95: float  # 1-day portfolio CVaR, fraction of NAV
     limits: dict[str, float]
     positions: dict[str, PositionView]
-    assets: pd.DataFrame  # index ticker; indicator and risk columns, plus name/sector/currency
+    assets: dict[str, dict[str, float]]  # ticker -> indicator and risk figures as of `date`
     prices_eur: dict[str, float]
     pending_orders: tuple[Order, ...] = ()
     data_issues: tuple[dict[str, str], ...] = ()
@@ -114,12 +113,8 @@ class Brief:
 
     def as_dict(self) -> dict[str, Any]:
         """The brief as a JSON-ready record (rounded so that diffs stay readable)."""
-        assets = []
-        for t, row in self.assets.iterrows():
-            rec: dict[str, Any] = {"ticker": t}
-            for k, v in row.items():
-                rec[str(k)] = _clean(v)
-            assets.append(rec)
+        columns = next(iter(self.assets.values())).keys() if self.assets else []
+        rows = {t: [_clean(v) for v in fig.values()] for t, fig in self.assets.items()}
         return {
             "date": self.date.isoformat(),
             "source": self.source,
@@ -140,16 +135,17 @@ class Brief:
                 {k: _clean(v) for k, v in vars(p).items()} for p in self.positions.values()
             ],
             "pending_orders": [o.model_dump(mode="json") for o in self.pending_orders],
-            "assets": assets,
+            "assets": {"columns": list(columns), "rows": rows},
             "data_issues": list(self.data_issues),
         }
 
 
 def _clean(v: Any) -> Any:
+    """A float for the record: 6 significant digits (readable diffs), NaN as null."""
     if isinstance(v, float):
-        if not math.isfinite(v):
+        if v != v or v in (math.inf, -math.inf):
             return None
-        return float(f"{v:.6g}")
+        return float("%.6g" % v)
     if hasattr(v, "item"):  # numpy scalar
         return _clean(v.item())
     return v

@@ -139,6 +139,13 @@ class Indicators:
             values = self._cube[pos].copy()
         return pd.DataFrame(values, index=self._tickers, columns=self._names, copy=False)
 
+    def values_at(self, d: object) -> np.ndarray:
+        """Like :meth:`at` but the bare read-only (ticker x indicator) array, for hot loops."""
+        pos = self.row_position(d)
+        if pos < 0:
+            return np.full(self._cube.shape[1:], np.nan)
+        return self._cube[pos]
+
     def correlation(
         self, d: object, lookback: int, *, min_periods: int | None = None
     ) -> pd.DataFrame:

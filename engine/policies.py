@@ -73,9 +73,9 @@ class RulesPolicy:
         sold: set[str] = set()
 
         for t, pos in brief.positions.items():
-            if t not in brief.tradable or t not in a.index:
+            if t not in brief.tradable or t not in a:
                 continue
-            r = a.loc[t]
+            r = a[t]
             if _lt(r["close"], r["sma_200"]):
                 actions.append(Action(ticker=t, action="sell", percent=100, reason=(
                     f"Closed at {r['close']:.2f}, below its 200-day average {r['sma_200']:.2f}: the trend is "
@@ -92,9 +92,9 @@ class RulesPolicy:
 
         cands = []
         for t in brief.tradable:
-            if t in sold or t not in a.index:
+            if t in sold or t not in a:
                 continue
-            r = a.loc[t]
+            r = a[t]
             figures = [r["close"], r["sma_50"], r["sma_200"], r["rsi_14"], r["cvar_95"], r["prospect_20d"]]
             if not all(_finite(x) for x in figures) or r["cvar_95"] <= 0:
                 continue
@@ -104,18 +104,18 @@ class RulesPolicy:
         # Positions still in their trend keep their slot (no churn); the free slots go to
         # the best prospect values.
         kept = [t for t in cands if t in brief.positions]
-        new = sorted((t for t in cands if t not in brief.positions), key=lambda t: (-a.at[t, "prospect_20d"], t))
+        new = sorted((t for t in cands if t not in brief.positions), key=lambda t: (-a[t]["prospect_20d"], t))
         free = c.max_positions - len(set(brief.positions) - sold)
         chosen = kept + new[: max(free, 0)]
-        cands.sort(key=lambda t: (-a.at[t, "prospect_20d"], t))
+        cands.sort(key=lambda t: (-a[t]["prospect_20d"], t))
 
         targets: dict[str, float] = {}
         if chosen:
-            inv = {t: 1.0 / a.at[t, "cvar_95"] for t in chosen}
+            inv = {t: 1.0 / a[t]["cvar_95"] for t in chosen}
             total = brief.limits["exposure_cap"] * len(chosen) / c.max_positions
             s = sum(inv.values())
             for t in chosen:
-                hk = a.at[t, "half_kelly"]
+                hk = a[t]["half_kelly"]
                 cap = min(self.max_weight, hk) if _finite(hk) else self.max_weight
                 targets[t] = max(0.0, min(total * inv[t] / s, cap))
 
@@ -132,7 +132,7 @@ class RulesPolicy:
             if amount * scale < max(self.min_order_eur, brief.prices_eur[t] * 1.01):
                 continue
             pct = 100 * amount * scale / cash
-            r = a.loc[t]
+            r = a[t]
             actions.append(Action(ticker=t, action="buy", percent=round(min(pct, 100.0), 4), reason=(
                 f"Uptrend (close {r['close']:.2f} > SMA50 {r['sma_50']:.2f} > SMA200 {r['sma_200']:.2f}), "
                 f"RSI {r['rsi_14']:.0f}, prospect value rank {cands.index(t) + 1}/{len(cands)}; "

@@ -65,47 +65,45 @@ def atomic_write_parquet(path: Path, frame: pd.DataFrame) -> None:
         raise
 
 
-def jsonable(x: Any) -> Any:
-    """NaN and infinities become null; numpy scalars become Python numbers."""
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
+def _scalar(x: Any) -> Any:
+    """NaN and infinities become null; numpy scalars and timestamps become JSON values."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
     if isinstance(x, pd.Timestamp):
         return x.date().isoformat()
+    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
+        return _scalar(x.item())
     return x
 
 
 def dumps(record: Any) -> bytes:
     """JSON for humans reading diffs: nested blocks indented, and every object or list that
     holds only plain values (an asset's figures, a fill, an order) on one line."""
-    return (_format(jsonable(record), 0) + "\n").encode("utf-8")
+    return (_format(record, 0) + "\n").encode("utf-8")
 
 
-def _is_leaf(x: Any) -> bool:
-    if isinstance(x, dict):
-        return all(not isinstance(v, (dict, list)) for v in x.values())
-    if isinstance(x, list):
-        return all(not isinstance(v, (dict, list)) for v in x)
-    return True
+_NESTED = (dict, list, tuple)
 
 
 def _format(x: Any, depth: int) -> str:
-    if _is_leaf(x) and (depth > 0 or not isinstance(x, dict)):
-        return json.dumps(x, ensure_ascii=False, allow_nan=False)
-    pad, inner = " " * depth, " " * (depth + 1)
     if isinstance(x, dict):
+        if depth > 0 and not any(isinstance(v, _NESTED) for v in x.values()):
+            return _dump({str(k): _scalar(v) for k, v in x.items()})
         if not x:
             return "{}"
-        items = [f"{inner}{json.dumps(k, ensure_ascii=False)}: {_format(v, depth + 1)}" for k, v in x.items()]
+        pad, inner = " " * depth, " " * (depth + 1)
+        items = [f"{inner}{_dump(str(k))}: {_format(v, depth + 1)}" for k, v in x.items()]
         return "{\n" + ",\n".join(items) + "\n" + pad + "}"
-    if not x:
-        return "[]"
-    return "[\n" + ",\n".join(f"{inner}{_format(v, depth + 1)}" for v in x) + "\n" + pad + "]"
+    if isinstance(x, (list, tuple)):
+        if not any(isinstance(v, _NESTED) for v in x):
+            return _dump([_scalar(v) for v in x])
+        pad, inner = " " * depth, " " * (depth + 1)
+        return "[\n" + ",\n".join(f"{inner}{_format(v, depth + 1)}" for v in x) + "\n" + pad + "]"
+    return _dump(_scalar(x))
+
+
+def _dump(x: Any) -> str:
+    return json.dumps(x, ensure_ascii=False, allow_nan=False)
 
 
 class StateStore:

@@ -88,9 +88,10 @@ def _row(frame: pd.DataFrame, i: int) -> dict[str, float]:
 
 def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx: StepContext) -> StepResult:
     cfg = ctx.config
-    i = int(market.index.get_indexer([d])[0])
-    if i < 0:
-        raise DataUnavailable(f"{d.date()} is not in the market data ({market.index[0].date()}..{market.index[-1].date()})")
+    try:
+        i = int(market.index.get_loc(d))
+    except KeyError:
+        raise DataUnavailable(f"{d.date()} is not in the market data ({market.index[0].date()}..{market.index[-1].date()})") from None
     day = d.date()
     fx = float(market.fx_eurusd.iat[i])
     if not (math.isfinite(fx) and fx > 0):
@@ -103,8 +104,10 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
     fills = ca_fills + ex.fills
 
     # 3. mark to market at the close (last close for an exchange closed today).
-    fig = ind.at(d)
-    close_local = fig["close"].to_dict()
+    names = ind.names
+    fig = ind.values_at(d).tolist()
+    figures = {t: dict(zip(names, row, strict=True)) for t, row in zip(ind.tickers, fig, strict=True)}
+    close_local = {t: f["close"] for t, f in figures.items()}
     prices_eur: dict[str, float] = {}
     for t, px in close_local.items():
         inst = ctx.instruments.get(t)
@@ -169,7 +172,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
             pnl_eur=pos.qty * (price - pos.avg_cost_eur),
             pnl_pct=price / pos.avg_cost_eur - 1 if pos.avg_cost_eur > 0 else 0.0,
         )
-    assets = fig.loc[[t for t in cfg.tickers if t in fig.index]]
+    assets = {t: figures[t] for t in cfg.tickers if t in figures}
     brief = Brief(
         date=day,
         source=ctx.source,

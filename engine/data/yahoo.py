@@ -155,7 +155,7 @@ class YahooSource:
             else:
                 if _has_rows(frame):
                     canonical = canonical_frame(frame, tickers)
-                    if canonical.xs("Close", axis=1, level=0).notna().to_numpy().any():
+                    if len(missing_tickers(canonical, tickers)) < len(tickers):
                         return canonical
                 cause = (
                     "yfinance returned an empty frame (that is how it reports a network "
