@@ -52,7 +52,7 @@ TECHNICAL_COLUMNS: tuple[str, ...] = (
     "bb_lower",
     "bb_pct_b",
     "vol_20_ann",
-    "drawdown",
+    "max_drawdown_1y",
     "dist_52w_high",
     "ret_1d",
     "ret_20d",
@@ -244,7 +244,10 @@ def _technical_block(c: np.ndarray) -> np.ndarray:
         log_ret[1:] = np.diff(np.log(c))
         vol_20_ann = _trailing(log_ret, VOL_WINDOW, _sample_std) * math.sqrt(TRADING_DAYS_PER_YEAR)
 
-        drawdown = c / np.maximum.accumulate(c) - 1.0
+        # Worst peak-to-trough fall within the last 52 weeks. A fixed trailing window (not
+        # the running peak since the data began) keeps every figure at D independent of
+        # how much history was loaded: a live run and a backtest see the same numbers.
+        max_drawdown_1y = _trailing(c, HIGH_52W_SESSIONS, _window_max_drawdown)
         dist_52w_high = c / _trailing(c, HIGH_52W_SESSIONS, np.max) - 1.0
 
         columns = {
@@ -257,7 +260,7 @@ def _technical_block(c: np.ndarray) -> np.ndarray:
             "bb_lower": bb_lower,
             "bb_pct_b": bb_pct_b,
             "vol_20_ann": vol_20_ann,
-            "drawdown": drawdown,
+            "max_drawdown_1y": max_drawdown_1y,
             "dist_52w_high": dist_52w_high,
             "ret_1d": _simple_return(c, 1),
             "ret_20d": _simple_return(c, 20),
@@ -270,6 +273,11 @@ def _population_std(x: np.ndarray, axis: int) -> np.ndarray:
     # the band describes the dispersion of these 20 closes, not an estimate of a
     # wider population's.
     return np.std(x, axis=axis, ddof=0)
+
+
+def _window_max_drawdown(w: np.ndarray, axis: int) -> np.ndarray:
+    peaks = np.maximum.accumulate(w, axis=axis)
+    return (w / peaks - 1.0).min(axis=axis)
 
 
 def _sample_std(x: np.ndarray, axis: int) -> np.ndarray:

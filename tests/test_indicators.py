@@ -84,7 +84,7 @@ def test_sma_and_bollinger_on_a_tiny_series():
     assert f["sma_50"][EUR].isna().all()  # not enough history
     assert f["ret_1d"][EUR].iloc[1] == pytest.approx(1.0)  # 1 -> 2
     assert f["ret_20d"][EUR].iloc[20] == pytest.approx(21 / 1 - 1)
-    assert f["drawdown"][EUR].eq(0).all()  # a rising series never draws down
+    assert f["max_drawdown_1y"][EUR].isna().all()  # needs 252 sessions
 
 
 def test_flat_prices_have_no_bollinger_percent_b():
@@ -142,8 +142,11 @@ def test_volatility_drawdown_and_52_week_high():
     ann = math.sqrt(252)
     assert f["vol_20_ann"][EUR].iloc[20] == pytest.approx(np.std(log_ret[:20], ddof=1) * ann)
     assert f["vol_20_ann"][EUR].iloc[-1] == pytest.approx(np.std(log_ret[-20:], ddof=1) * ann)
-    assert f["drawdown"][EUR].iloc[-1] == pytest.approx(closes[-1] / closes.max() - 1)
-    assert (f["drawdown"][EUR] <= 0).all()
+    last_year = closes[-252:]
+    hand_mdd = min(last_year[i] / max(last_year[: i + 1]) - 1 for i in range(252))
+    assert f["max_drawdown_1y"][EUR].iloc[-1] == pytest.approx(hand_mdd)
+    assert f["max_drawdown_1y"][EUR].iloc[250] != f["max_drawdown_1y"][EUR].iloc[250]  # NaN: 251 sessions
+    assert (f["max_drawdown_1y"][EUR].dropna() <= 0).all()
     assert f["dist_52w_high"][EUR].iloc[250] != f["dist_52w_high"][EUR].iloc[250]  # NaN
     assert f["dist_52w_high"][EUR].iloc[-1] == pytest.approx(closes[-1] / closes[-252:].max() - 1)
 
@@ -333,3 +336,19 @@ def test_whole_panel_is_fast_enough_for_a_backtest():
         ind.at(d)
     per_call = (time.perf_counter() - t0) / len(index[::10])
     assert per_call < 2e-3  # typically ~15 us
+
+
+def test_figures_at_d_do_not_depend_on_how_much_history_was_loaded():
+    # A live run loads ~320 sessions; a backtest loads years. Both must see the same
+    # figures at D (Wilder's RSI has an exponentially fading memory: equal to ~1e-9).
+    from engine.data.calendars import previous_sessions
+    from engine.data.demo import DemoSource
+
+    d = pd.Timestamp("2024-06-28")
+    codes = {i.calendar for i in CONFIG.instruments.values()}
+    short_start = previous_sessions(codes, d, CONFIG.data.history_sessions)[0]
+    src = DemoSource(seed=11)
+    short = compute_indicators(src.load(CONFIG, short_start, d), CONFIG).at(d)
+    long = compute_indicators(src.load(CONFIG, "2019-01-02", d), CONFIG).at(d)
+    assert short.notna().all().all(), "320 sessions of history suffice for every figure"
+    pd.testing.assert_frame_equal(short, long, rtol=1e-8, atol=1e-12)

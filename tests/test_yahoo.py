@@ -366,3 +366,12 @@ def test_cache_round_trips_a_yfinance_frame(histories, tmp_path):
     pd.testing.assert_frame_equal(back, frame, check_index_type=False, check_freq=False)
     assert list(tmp_path.iterdir()) == [cache.path_for(key)]  # no temporary file left behind
     assert request_key(start="a", end="b") == request_key(end="b", start="a")
+
+
+def test_the_default_downloader_is_yfinance_download(histories, monkeypatch):
+    import yfinance
+
+    fake = FakeDownload(histories)
+    monkeypatch.setattr(yfinance, "download", fake)
+    market = YahooSource(None, sleep=lambda _s: None, log=lambda _m: None).load(CONFIG, START, END)
+    assert len(fake.calls) == 1 and market.tickers == INSTRUMENTS
