@@ -235,8 +235,9 @@ def _print_summary(store: StateStore, p: Portfolio, cfg: Config, policy: str, sy
     first, last = pd.Timestamp(equity["date"].iloc[0]).date(), pd.Timestamp(equity["date"].iloc[-1]).date()
     title = f"{first} .. {last}, {len(equity)} sessions, EUR" + (" (SYNTHETIC market)" if synthetic else "")
     table = Table(title=title)
-    for col in ("", "NAV EUR", "return", "max drawdown", "CVaR 95 (1 day)", "trades", "costs EUR"):
-        table.add_column(col, justify="left" if not col else "right")
+    table.add_column("", no_wrap=True)
+    for col in ("NAV EUR", "return", "max drawdown", "CVaR 95 (1 day)", "trades", "costs EUR"):
+        table.add_column(col, justify="right", no_wrap=True)
     for ln in lines:
         table.add_row(
             ln.name, f"{ln.nav_eur:,.2f}", f"{ln.total_return:+.2%}", f"{ln.max_drawdown:.2%}",
@@ -244,7 +245,8 @@ def _print_summary(store: StateStore, p: Portfolio, cfg: Config, policy: str, sy
             "" if ln.trades is None else str(ln.trades),
             "" if ln.costs_eur is None else f"{ln.costs_eur:,.2f}",
         )
-    Console().print(table)
+    # A pipe or a CI log has no width: do not squeeze the table into 80 columns.
+    Console(width=None if sys.stdout.isatty() else 120).print(table)
     c = p.costs
     print(f"Costs paid: commission {c.commission_eur:,.2f}, French FTT {c.tax_eur:,.2f}, "
           f"slippage {c.slippage_eur:,.2f}, FX {c.fx_fee_eur:,.2f} EUR. "

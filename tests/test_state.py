@@ -1,0 +1,151 @@
+"""state/: atomic writes, idempotent saves, corrupt files stop the run and are never overwritten."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from engine.errors import StateCorrupt
+from engine.indicators import compute_indicators
+from engine.policies import RulesPolicy
+from engine.portfolio.ledger import Portfolio
+from engine.state import StateStore
+from engine.step import StepContext, run
+
+
+@pytest.fixture(scope="module")
+def year(config, demo_market):
+    """Two slices of a year of the rules policy on the demo market."""
+    ind = compute_indicators(demo_market, config)
+    ctx = StepContext(config=config, policy=RulesPolicy(config), source="demo seed=7", synthetic=True)
+    idx = demo_market.index
+    s1 = idx[(idx >= pd.Timestamp("2024-01-02")) & (idx <= pd.Timestamp("2024-06-28"))]
+    s2 = idx[(idx > pd.Timestamp("2024-06-28")) & (idx <= pd.Timestamp("2024-12-31"))]
+    p1, r1 = run(Portfolio.initial(10_000, "demo seed=7"), s1, demo_market, ind, ctx)
+    p2, r2 = run(p1, s2, demo_market, ind, ctx)
+    return p1, r1, p2, r2
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_save_then_load_round_trips_and_lays_out_the_audit_trail(tmp_path, year):
+    p1, r1, _, _ = year
+    store = StateStore(tmp_path / "state")
+    assert store.load() is None
+    store.save(p1, r1)
+    assert store.load() == p1
+    eq = store.equity()
+    assert len(eq) == len(r1) and list(eq.columns[:4]) == ["date", "nav_eur", "cash_eur", "invested_eur"]
+    assert eq["nav_eur"].tolist() == [r.equity["nav_eur"] for r in r1]
+    trades = store.trades()
+    assert len(trades) == sum(len(r.fills) for r in r1) > 0
+    assert {"date", "ticker", "side", "qty", "price_local", "currency", "fx_eurusd", "commission_eur", "tax_eur"} <= set(trades.columns)
+    rec = json.loads((tmp_path / "state" / "decisions" / "2024" / "03-15.json").read_text())
+    assert rec["date"] == "2024-03-15" and rec["policy"] == "rules" and rec["synthetic"] is True
+    assert {"brief", "answer", "cuts", "orders", "fills"} <= set(rec)
+    pj = json.loads((tmp_path / "state" / "portfolio.json").read_text())
+    assert pj["schema_version"] == 1 and pj["as_of"] == "2024-06-28"
+
+
+def test_saving_the_same_sessions_twice_changes_nothing(tmp_path, year):
+    p1, r1, _, _ = year
+    store = StateStore(tmp_path / "state")
+    store.save(p1, r1)
+    before = snapshot(tmp_path)
+    store.save(p1, r1)
+    assert snapshot(tmp_path) == before
+
+
+def test_a_crash_mid_save_leaves_the_last_good_state_and_a_rerun_completes_it(tmp_path, year, monkeypatch):
+    p1, r1, p2, r2 = year
+    store = StateStore(tmp_path / "state")
+    store.save(p1, r1)
+    good = snapshot(tmp_path)
+
+    calls = {"n": 0}
+    real_replace = os.replace
+
+    def crash_on_the_trades_file(src, dst):
+        calls["n"] += 1
+        if str(dst).endswith("trades.parquet"):
+            raise OSError("disk full (simulated)")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_on_the_trades_file)
+    with pytest.raises(OSError, match="simulated"):
+        store.save(p2, r2)
+    monkeypatch.setattr(os, "replace", real_replace)
+
+    # The portfolio, equity and trades are the last good ones; no temporary file is left.
+    after = snapshot(tmp_path)
+    for name in ("state/portfolio.json", "state/equity.parquet", "state/trades.parquet"):
+        assert after[name] == good[name]
+    assert not [n for n in after if n.endswith(".tmp")]
+    assert store.load() == p1
+
+    # Running the same sessions again (what the next run does) completes the state, exactly.
+    store.save(p2, r2)
+    clean = StateStore(tmp_path / "clean")
+    clean.save(p1, r1)
+    clean.save(p2, r2)
+    crashed, straight = snapshot(tmp_path / "state"), snapshot(tmp_path / "clean")
+    assert crashed == straight
+
+
+def test_a_crash_while_writing_a_file_keeps_the_old_file_whole(tmp_path, year, monkeypatch):
+    p1, r1, p2, _ = year
+    store = StateStore(tmp_path / "state")
+    store.save(p1, r1)
+    old = store.portfolio_path.read_bytes()
+
+    def fail_fsync(fd):
+        raise OSError("power cut (simulated)")
+
+    monkeypatch.setattr(os, "fsync", fail_fsync)
+    with pytest.raises(OSError, match="power cut"):
+        store.save(p2, [])
+    assert store.portfolio_path.read_bytes() == old
+    assert not list(store.root.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"{not json", "cannot read"),
+        (b'{"schema_version": 99}', "schema_version 99"),
+        (b'{"schema_version": 1, "starting_capital_eur": 10000, "cash_eur": -5}', "invalid at cash_eur"),
+        (b"\xff\xfe\x00garbage", "cannot read"),
+    ],
+)
+def test_a_corrupt_portfolio_file_stops_with_a_clear_error(tmp_path, content, message):
+    store = StateStore(tmp_path)
+    store.portfolio_path.write_bytes(content)
+    with pytest.raises(StateCorrupt, match=message):
+        store.load()
+    assert store.portfolio_path.read_bytes() == content
+
+
+def test_a_corrupt_equity_file_stops_the_save_before_anything_is_written(tmp_path, year):
+    p1, r1, p2, r2 = year
+    store = StateStore(tmp_path / "state")
+    store.save(p1, r1)
+    store.equity_path.write_bytes(b"PAR1 this is not parquet")
+    before = snapshot(tmp_path)
+    with pytest.raises(StateCorrupt, match="equity.parquet"):
+        store.save(p2, r2)
+    assert snapshot(tmp_path) == before
+
+
+def test_missing_portfolio_next_to_existing_history_is_not_a_fresh_start(tmp_path, year):
+    p1, r1, _, _ = year
+    store = StateStore(tmp_path)
+    store.save(p1, r1)
+    store.portfolio_path.unlink()
+    with pytest.raises(StateCorrupt, match="refusing to start over"):
+        store.load()
