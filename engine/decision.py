@@ -180,8 +180,9 @@ def check_decision(decision: Decision, brief: Brief, universe: set[str]) -> tupl
         if not math.isfinite(a.percent) or a.percent <= 0:
             cuts.append(Cut("validation", ticker, _desc(a), "dropped", f"percent must be in (0, 100], got {a.percent}"))
             continue
-        if a.percent > 100:
-            cuts.append(Cut("validation", ticker, _desc(a), f"{a.action} 100%", "percent above 100 clipped to 100"))
+        if a.action == "sell" and a.percent > 100:
+            # (Buys above 100% are scaled with the others below, keeping their proportions.)
+            cuts.append(Cut("validation", ticker, _desc(a), "sell 100%", "percent above 100 clipped to 100"))
             a = a.model_copy(update={"percent": 100.0})
         if ticker not in brief.tradable:
             cuts.append(Cut("validation", ticker, _desc(a), "dropped", "no valid market data today"))
