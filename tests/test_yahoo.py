@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from yf_frames import FakeDownload, combine, history_frame, universe_histories
+from tests.yf_frames import FakeDownload, combine, history_frame, universe_histories
 
 from engine.config import load_config
 from engine.data.cache import ParquetCache, request_key
