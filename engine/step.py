@@ -22,7 +22,6 @@ trades (US Thanksgiving), US assets keep their last close and their orders wait.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -169,7 +168,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
             price_eur=price,
             value_eur=pos.qty * price,
             weight=pos.qty * price / nav,
-            pnl_eur=pos.qty * (price - pos.avg_cost_eur),
+            pnl_eur=pos.qty * price - pos.cost_eur,
             pnl_pct=price / pos.avg_cost_eur - 1 if pos.avg_cost_eur > 0 else 0.0,
         )
     assets = {t: figures[t] for t in cfg.tickers if t in figures}

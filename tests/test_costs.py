@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.config import load_config
-from engine.portfolio.costs import CostModel, Commission, FrenchFTT, FxConversion, Slippage, cents
+from engine.portfolio.costs import Commission, CostModel, FrenchFTT, FxConversion, Slippage, cents
 from engine.portfolio.execution import quote
 
 CFG = load_config()
@@ -204,7 +204,7 @@ def test_buy_cost_factor():
 def test_quote_usd_buy_by_hand():
     costs = CostModel.from_config(CFG.with_overrides(costs={"fx_fee_bps": 25.0}).costs)
     q = quote(ASSETS["SPY"], "buy", 10, 550.0, 1.10, costs)
-    assert q.fill_local == pytest.approx(550.275)  # 5 bps above the open
+    assert q.price_local == pytest.approx(550.275)  # 5 bps above the open
     assert q.gross_eur == pytest.approx(5002.50)  # 5502.75 USD / 1.10
     assert q.slippage_eur == pytest.approx(2.50)  # vs 5000.00 EUR at the open
     assert q.commission_eur == pytest.approx(5.00)  # 5.0025
@@ -216,7 +216,7 @@ def test_quote_usd_buy_by_hand():
 def test_quote_usd_sell_by_hand():
     costs = CostModel.from_config(CFG.with_overrides(costs={"fx_fee_bps": 25.0}).costs)
     q = quote(ASSETS["SPY"], "sell", 10, 550.0, 1.10, costs)
-    assert q.fill_local == pytest.approx(549.725)
+    assert q.price_local == pytest.approx(549.725)
     assert q.gross_eur == pytest.approx(4997.50)
     assert q.slippage_eur == pytest.approx(2.50)
     assert q.commission_eur == pytest.approx(5.00)  # 4.9975

@@ -1,9 +1,10 @@
 """engine.portfolio.ledger, driven through execute_pending as the engine drives it.
 
 The ledger's promises (module docstring): cash is EUR booked to the cent and never
-negative; the average cost includes the buy-side costs and is unchanged by a sale;
-a sale realises net proceeds - qty * avg_cost; hence always
-nav - starting capital = realised + unrealised + dividends.
+negative; a position's cost basis includes the buy-side costs; selling q of n shares
+removes cost * q / n (to the cent) and realises net proceeds - removed cost, so the
+average cost of what remains is unchanged; a split changes the quantity, not the cost;
+hence, to the cent, nav - starting capital = realised + unrealised + dividends.
 """
 
 from __future__ import annotations
@@ -73,13 +74,13 @@ def _check_trade(before: Portfolio, after: Portfolio, order: Order, res, open_: 
     assert len(res.fills) <= 1
     cash_change = after.cash_eur - before.cash_eur
     if not res.fills:
-        # Rejected: nothing moved, and the user is told why.
+        # Rejected: nothing moved, and the user is told why, once.
         assert [n.outcome for n in res.notes] == ["rejected"]
-        assert res.notes[0].reason
+        assert all(n.reason for n in res.notes)
         assert after.cash_eur == before.cash_eur
         assert after.positions == before.positions
         if order.side == "sell" and before.qty(t) == 0:
-            assert "nothing held" in res.notes[0].reason
+            assert [n.reason for n in res.notes] == ["nothing held to sell"]
         return
     f = res.fills[0]
     assert f.side == order.side and f.ticker == t and f.order_id == order.id
@@ -105,11 +106,12 @@ def _check_trade(before: Portfolio, after: Portfolio, order: Order, res, open_: 
             assert f.tax_eur == pytest.approx(cents(f.gross_eur * cfg.costs.french_ftt_rate))
         else:
             assert f.tax_eur == 0.0
-        # The average cost includes every buy-side cost: the position cost what the cash paid.
+        # The cost basis includes every buy-side cost: the position cost what the cash paid.
         new = after.positions[t]
-        old_cost = old.qty * old.avg_cost_eur if old else 0.0
+        old_cost = old.cost_eur if old else 0.0
         assert new.qty == pytest.approx((old.qty if old else 0.0) + f.qty, abs=1e-9)
-        assert new.qty * new.avg_cost_eur == pytest.approx(old_cost - cash_change, abs=1e-6 * new.qty + 1e-9)
+        assert new.cost_eur == pytest.approx(old_cost - cash_change, abs=1e-6)
+        assert new.avg_cost_eur == pytest.approx(new.cost_eur / new.qty)
         if old is None:
             assert new.avg_cost_eur > _eur(t, open_, fx)  # costs make a share cost more than its open
         assert after.realised_pnl_eur == before.realised_pnl_eur
@@ -119,12 +121,17 @@ def _check_trade(before: Portfolio, after: Portfolio, order: Order, res, open_: 
         assert f.tax_eur == 0.0, "no FTT on sales"
         assert f.gross_eur == pytest.approx(nominal - f.slippage_eur, abs=1e-6)
         assert cash_change == pytest.approx(f.gross_eur - fees, abs=1e-6)
-        assert f.realised_pnl_eur == pytest.approx(cents(f.cash_flow_eur - f.qty * old.avg_cost_eur), abs=1e-9)
+        # Realised = net proceeds - qty * average cost (the removed cost is booked to the cent).
+        removed = old.cost_eur if f.qty >= old.qty - 1e-9 else cents(old.cost_eur * f.qty / old.qty)
+        assert f.realised_pnl_eur == pytest.approx(cents(f.cash_flow_eur - removed), abs=1e-9)
+        assert f.realised_pnl_eur == pytest.approx(f.cash_flow_eur - f.qty * old.avg_cost_eur, abs=0.005 + 1e-9)
         assert after.realised_pnl_eur == pytest.approx(before.realised_pnl_eur + f.realised_pnl_eur, abs=1e-6)
         left = after.positions.get(t)
         if f.qty < old.qty - 1e-9:
             assert left is not None and left.qty == pytest.approx(old.qty - f.qty, abs=1e-9)
-            assert left.avg_cost_eur == old.avg_cost_eur, "a partial sale leaves the average cost unchanged"
+            assert left.cost_eur == pytest.approx(old.cost_eur - removed, abs=1e-9)
+            # A partial sale leaves the average cost unchanged (up to the cent of the basis).
+            assert left.avg_cost_eur == pytest.approx(old.avg_cost_eur, abs=0.005 / left.qty + 1e-9)
         else:
             assert left is None, "a position sold out is closed"
 
@@ -139,9 +146,11 @@ def _check_invariants(p: Portfolio, prices_eur: dict[str, float], fills: list, c
     val = mark(p, prices_eur)
     expected_nav = p.cash_eur + sum(pos.qty * prices_eur[t] for t, pos in p.positions.items())
     assert val.nav_eur == pytest.approx(expected_nav, rel=1e-12, abs=1e-9)
-    n_trades = sum(1 for f in fills if f.side in ("buy", "sell"))
+    # The P&L attribution is exact to the cent (the residue is float noise only).
     attribution = p.realised_pnl_eur + val.unrealised_pnl_eur + p.dividends_eur
-    assert val.nav_eur - capital == pytest.approx(attribution, abs=0.01 * n_trades + 1e-6)
+    assert val.nav_eur - capital == pytest.approx(attribution, abs=1e-6)
+    for t, pos in p.positions.items():
+        assert pos.cost_eur == cents(pos.cost_eur), f"{t}: the cost basis is booked to the cent"
     for part in COST_PARTS:
         assert getattr(p.costs, part) == pytest.approx(sum(getattr(f, part) for f in fills), abs=1e-6)
     assert p.dividends_eur == pytest.approx(sum(f.cash_flow_eur for f in fills if f.side == "dividend"), abs=1e-6)
@@ -151,7 +160,6 @@ def _check_invariants(p: Portfolio, prices_eur: dict[str, float], fills: list, c
 
 
 def _run(cfg, ops, capital: float) -> None:
-    costs = CostModel.from_config(cfg.costs)
     p = Portfolio.initial(capital)
     prices_eur: dict[str, float] = {}
     all_fills: list = []
@@ -181,7 +189,8 @@ def _run(cfg, ops, capital: float) -> None:
             assert p.cash_eur == before.cash_eur
             if t in before.positions:
                 assert p.qty(t) == pytest.approx(before.qty(t) * ratio)
-                assert p.positions[t].avg_cost_eur == pytest.approx(before.positions[t].avg_cost_eur / ratio, abs=1e-6)
+                assert p.positions[t].cost_eur == before.positions[t].cost_eur  # a split changes no cost
+                assert p.positions[t].avg_cost_eur == pytest.approx(before.positions[t].avg_cost_eur / ratio)
                 prices_eur[t] /= ratio  # the market price splits too
                 # A split creates no value: the position is worth the same.
                 assert p.qty(t) * prices_eur[t] == pytest.approx(before.qty(t) * prices_eur[t] * ratio)
@@ -225,8 +234,8 @@ def test_round_trip_at_the_same_open_loses_exactly_the_costs(ticker, qty, open_,
     assert capital - p.cash_eur == pytest.approx(recorded, abs=1e-6)
     assert p.costs.total_eur == pytest.approx(recorded, abs=1e-6)
     assert p.positions == {}
-    # The realised loss is the costs (up to the cent rounding of the average cost).
-    assert p.realised_pnl_eur == pytest.approx(-recorded, abs=0.01)
+    # The realised loss is exactly the costs.
+    assert p.realised_pnl_eur == pytest.approx(-recorded, abs=1e-6)
 
 
 # ---------------------------------------------------------------- hand-checked cases
@@ -237,28 +246,32 @@ def test_average_cost_includes_buy_costs_and_survives_a_partial_sale():
     _, r1 = _fill_once(p, 0, "MC.PA", "buy", 3, 700.0, 1.10)
     # 3 * 700.35 = 2101.05, + commission 2.10 + FTT 8.40 = 2111.55
     assert r1.portfolio.cash_eur == pytest.approx(10_000.0 - 2111.55)
-    assert r1.portfolio.positions["MC.PA"].avg_cost_eur == pytest.approx(2111.55 / 3, abs=1e-6)
+    assert r1.portfolio.positions["MC.PA"].cost_eur == pytest.approx(2111.55)
+    assert r1.portfolio.positions["MC.PA"].avg_cost_eur == pytest.approx(2111.55 / 3)
 
     _, r2 = _fill_once(r1.portfolio, 1, "MC.PA", "buy", 2, 720.0, 1.10)
     # 2 * 720.36 = 1440.72, + commission 1.44 + FTT 5.76 = 1447.92
     assert r2.fills[0].cash_flow_eur == pytest.approx(-1447.92)
-    avg = (2111.55 + 1447.92) / 5
-    assert r2.portfolio.positions["MC.PA"].avg_cost_eur == pytest.approx(avg, abs=1e-6)
+    avg = (2111.55 + 1447.92) / 5  # 3559.47 / 5 = 711.894
+    assert r2.portfolio.positions["MC.PA"].cost_eur == pytest.approx(3559.47)
+    assert r2.portfolio.positions["MC.PA"].avg_cost_eur == pytest.approx(avg)
 
     _, r3 = _fill_once(r2.portfolio, 2, "MC.PA", "sell", 2, 750.0, 1.10)
     # 2 * 749.625 = 1499.25, - commission 1.50 (1.49925), no FTT on a sale = 1497.75
     f = r3.fills[0]
     assert f.cash_flow_eur == pytest.approx(1497.75)
     assert f.tax_eur == 0.0
-    assert f.realised_pnl_eur == pytest.approx(cents(1497.75 - 2 * avg))
-    assert r3.portfolio.realised_pnl_eur == pytest.approx(cents(1497.75 - 2 * avg))
+    # Removed cost: 2/5 of 3559.47 = 1423.788 -> 1423.79; realised 1497.75 - 1423.79 = 73.96
+    assert f.realised_pnl_eur == pytest.approx(73.96)
+    assert r3.portfolio.realised_pnl_eur == pytest.approx(73.96)
     pos = r3.portfolio.positions["MC.PA"]
     assert pos.qty == 3
-    assert pos.avg_cost_eur == pytest.approx(avg, abs=1e-6)
-    # What remains, at 750: unrealised = 3 * (750 - avg); the identity holds to the cent.
+    assert pos.cost_eur == pytest.approx(2135.68)
+    assert pos.avg_cost_eur == pytest.approx(avg, abs=0.001)  # 711.8933: unchanged, to the cent of the basis
+    # What remains, at 750: unrealised = 3 * 750 - 2135.68; the identity holds to the cent.
     val = mark(r3.portfolio, {"MC.PA": 750.0})
-    assert val.unrealised_pnl_eur == pytest.approx(3 * (750.0 - avg), abs=1e-5)
-    assert val.nav_eur - 10_000.0 == pytest.approx(r3.portfolio.realised_pnl_eur + val.unrealised_pnl_eur, abs=0.01)
+    assert val.unrealised_pnl_eur == pytest.approx(2250.0 - 2135.68)
+    assert val.nav_eur - 10_000.0 == pytest.approx(r3.portfolio.realised_pnl_eur + val.unrealised_pnl_eur, abs=1e-9)
 
 
 def test_usd_buy_books_every_cost_once():
@@ -272,7 +285,8 @@ def test_usd_buy_books_every_cost_once():
     assert p.costs.fx_fee_eur == pytest.approx(12.51)
     assert p.costs.tax_eur == 0.0
     assert p.costs.total_eur == pytest.approx(20.01)
-    assert p.positions["SPY"].avg_cost_eur == pytest.approx(502.001, abs=1e-6)
+    assert p.positions["SPY"].cost_eur == pytest.approx(5020.01)
+    assert p.positions["SPY"].avg_cost_eur == pytest.approx(502.001)
     # Marked at the open (500 EUR), the position shows exactly the costs as a loss.
     val = mark(p, {"SPY": 500.0})
     assert val.nav_eur == pytest.approx(10_000.0 - 20.01)

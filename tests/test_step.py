@@ -178,7 +178,7 @@ def test_bad_data_on_a_held_asset_stops_the_run_but_is_skipped_when_not_needed(c
     )
     check_data(broken, Portfolio.initial(10_000), config)  # not held: proceed without it
     held = Portfolio.initial(10_000).model_copy(
-        update={"positions": {"KER.PA": Position(ticker="KER.PA", qty=1, avg_cost_eur=200)}}
+        update={"positions": {"KER.PA": Position(ticker="KER.PA", qty=1, cost_eur=200)}}
     )
     with pytest.raises(DataUnavailable, match="KER.PA .stale: no bar for 2024-12-31"):
         check_data(broken, held, config)

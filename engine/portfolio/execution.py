@@ -32,7 +32,7 @@ from typing import Literal
 from engine.config import Asset
 from engine.data.calendars import open_time_utc
 from engine.portfolio.costs import CostModel, cents
-from engine.portfolio.ledger import Fill, Order, Portfolio, book
+from engine.portfolio.ledger import Fill, Portfolio, book
 
 QTY_DECIMALS = 6
 
@@ -70,47 +70,40 @@ def floor_qty(q: float, whole_shares: bool) -> float:
     return math.floor(q * 10**QTY_DECIMALS + 1e-6) / 10**QTY_DECIMALS
 
 
-@dataclass(frozen=True)
-class _Quote:
-    ticker: str
-    side: Literal["buy", "sell"]
-    qty: float
-    open_local: float
-    fill_local: float
-    currency: str
-    fx_eurusd: float
-    gross_eur: float
-    slippage_eur: float
-    commission_eur: float
-    tax_eur: float
-    fx_fee_eur: float
-
-    @property
-    def cash_flow_eur(self) -> float:
-        fees = self.commission_eur + self.tax_eur + self.fx_fee_eur
-        return cents(-(self.gross_eur + fees) if self.side == "buy" else self.gross_eur - fees)
-
-
 def quote(
-    asset: Asset, side: Literal["buy", "sell"], qty: float, open_local: float, fx_eurusd: float, costs: CostModel
-) -> _Quote:
-    """What filling `qty` at this open would cost or bring, every part in EUR."""
+    asset: Asset,
+    side: Literal["buy", "sell"],
+    qty: float,
+    open_local: float,
+    fx_eurusd: float,
+    costs: CostModel,
+    d: dt.date = dt.date.min,
+    order_id: str = "",
+) -> Fill:
+    """What filling `qty` at this open would cost or bring, every part in EUR, as the fill
+    that would be booked (dated `d`; a what-if quote needs no date)."""
     fill_local = costs.slippage.fill_price(open_local, side)
     gross = cents(costs.fx.to_eur(qty * fill_local, asset.currency, fx_eurusd))
     nominal = cents(costs.fx.to_eur(qty * open_local, asset.currency, fx_eurusd))
-    return _Quote(
+    commission = costs.commission.fee_eur(gross)
+    tax = costs.tax.tax_eur(gross, side, asset.ftt)
+    fx_fee = costs.fx.fee_eur(gross, asset.currency)
+    fees = commission + tax + fx_fee
+    return Fill(
+        date=d,
         ticker=asset.ticker,
         side=side,
         qty=qty,
-        open_local=open_local,
-        fill_local=fill_local,
+        price_local=fill_local,
         currency=asset.currency,
         fx_eurusd=fx_eurusd,
         gross_eur=gross,
         slippage_eur=cents(abs(gross - nominal)),
-        commission_eur=costs.commission.fee_eur(gross),
-        tax_eur=costs.tax.tax_eur(gross, side, asset.ftt),
-        fx_fee_eur=costs.fx.fee_eur(gross, asset.currency),
+        commission_eur=commission,
+        tax_eur=tax,
+        fx_fee_eur=fx_fee,
+        cash_flow_eur=cents(-(gross + fees) if side == "buy" else gross - fees),
+        order_id=order_id,
     )
 
 
@@ -118,31 +111,18 @@ def affordable_qty(
     asset: Asset, open_local: float, fx_eurusd: float, cash_eur: float, costs: CostModel, whole_shares: bool
 ) -> float:
     """The largest quantity whose all-in cost fits in `cash_eur`."""
+    def fits(q: float) -> bool:
+        return -quote(asset, "buy", q, open_local, fx_eurusd, costs).cash_flow_eur <= cash_eur
+
+    # The cost is increasing in the quantity, but rounding to the cent and the commission
+    # minimum make it awkward to invert: bisect on whole shares (or on millionths).
+    unit = 1.0 if whole_shares else 10**-QTY_DECIMALS
     unit_eur = costs.fx.to_eur(costs.slippage.fill_price(open_local, "buy"), asset.currency, fx_eurusd)
-    q = floor_qty(cash_eur / (unit_eur * costs.buy_cost_factor(asset.ftt, asset.currency)), whole_shares)
-    step = 1.0 if whole_shares else max(q * 1e-4, 10**-QTY_DECIMALS)
-    while q > 0 and -quote(asset, "buy", q, open_local, fx_eurusd, costs).cash_flow_eur > cash_eur:
-        q = floor_qty(q - step, whole_shares)
-    return max(q, 0.0)
-
-
-def _to_fill(q: _Quote, d: dt.date, order: Order) -> Fill:
-    return Fill(
-        date=d,
-        ticker=q.ticker,
-        side=q.side,
-        qty=q.qty,
-        price_local=q.fill_local,
-        currency=q.currency,
-        fx_eurusd=q.fx_eurusd,
-        gross_eur=q.gross_eur,
-        slippage_eur=q.slippage_eur,
-        commission_eur=q.commission_eur,
-        tax_eur=q.tax_eur,
-        fx_fee_eur=q.fx_fee_eur,
-        cash_flow_eur=q.cash_flow_eur,
-        order_id=order.id,
-    )
+    lo, hi = 0, int(cash_eur / (unit_eur * unit)) + 1  # in units; `hi` never fits
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid * unit) else (lo, mid)
+    return float(lo) if whole_shares else round(lo * unit, QTY_DECIMALS)
 
 
 def execute_pending(
@@ -175,19 +155,19 @@ def execute_pending(
             if held <= 0:
                 notes.append(ExecutionNote(o.id, o.ticker, "rejected", o.qty, 0.0, "nothing held to sell"))
                 continue
-            if qty > held + 1e-9:
-                notes.append(
-                    ExecutionNote(o.id, o.ticker, "clipped", o.qty, held, f"only {held:g} held: sold all of it")
-                )
-                qty = held
-            q = quote(asset, "sell", qty, px, fx_eurusd, costs)
+            qty = min(qty, held)
+            q = quote(asset, "sell", qty, px, fx_eurusd, costs, d, o.id)
             if p.cash_eur + q.cash_flow_eur < 0:
                 notes.append(
                     ExecutionNote(o.id, o.ticker, "rejected", o.qty, 0.0, "the proceeds would not cover the fees")
                 )
                 continue
+            if o.qty > held + 1e-9:
+                notes.append(
+                    ExecutionNote(o.id, o.ticker, "clipped", o.qty, held, f"only {held:g} held: sold all of it")
+                )
         else:
-            q = quote(asset, "buy", qty, px, fx_eurusd, costs)
+            q = quote(asset, "buy", qty, px, fx_eurusd, costs, d, o.id)
             if -q.cash_flow_eur > p.cash_eur:
                 fit = affordable_qty(asset, px, fx_eurusd, p.cash_eur, costs, whole_shares)
                 if fit <= 0:
@@ -204,8 +184,8 @@ def execute_pending(
                         f"insufficient cash at the open ({p.cash_eur:.2f} EUR): bought {fit:g} of {o.qty:g}",
                     )
                 )
-                q = quote(asset, "buy", fit, px, fx_eurusd, costs)
-        p, booked = book(p, _to_fill(q, d, o))
+                q = quote(asset, "buy", fit, px, fx_eurusd, costs, d, o.id)
+        p, booked = book(p, q)
         fills.append(booked)
     return ExecutionResult(p, fills, notes)
 
@@ -220,24 +200,27 @@ def corporate_actions(
 ) -> tuple[Portfolio, list[Fill]]:
     """Book dividends (ex-date `d`) and splits on the positions held before the open of `d`."""
     fills: list[Fill] = []
-    for t, pos in list(p.positions.items()):
+    affected = sorted(set(p.positions) | {o.ticker for o in p.pending_orders})
+    for t in affected:
         asset = assets[t]
         ratio = split_ratios.get(t, 1.0)
         if ratio == ratio and ratio > 0 and abs(ratio - 1.0) > 1e-12:
-            f = Fill(
-                date=d, ticker=t, side="split", qty=pos.qty, price_local=ratio, currency=asset.currency,
-                fx_eurusd=fx_eurusd, gross_eur=0.0, cash_flow_eur=0.0, note=f"split {ratio:g}-for-1",
-            )
-            p, f = book(p, f)
-            fills.append(f)
+            pos = p.positions.get(t)
+            if pos is not None:
+                f = Fill(
+                    date=d, ticker=t, side="split", qty=pos.qty, price_local=ratio, currency=asset.currency,
+                    fx_eurusd=fx_eurusd, gross_eur=0.0, cash_flow_eur=0.0, note=f"split {ratio:g}-for-1",
+                )
+                p, f = book(p, f)
+                fills.append(f)
             orders = tuple(
-                o.model_copy(update={"qty": round(o.qty * ratio, QTY_DECIMALS)}) if o.ticker == t else o
+                o.model_copy(update={"qty": _split_qty(o.qty, ratio)}) if o.ticker == t else o
                 for o in p.pending_orders
             )
             p = p.model_copy(update={"pending_orders": orders})
         div = dividends_local.get(t, 0.0)
-        if div == div and div > 0:
-            qty = p.qty(t)
+        qty = p.qty(t)
+        if div == div and div > 0 and qty > 0:
             gross = cents(qty * div / fx_eurusd if asset.currency == "USD" else qty * div)
             f = Fill(
                 date=d, ticker=t, side="dividend", qty=qty, price_local=div, currency=asset.currency,
@@ -246,3 +229,9 @@ def corporate_actions(
             p, f = book(p, f)
             fills.append(f)
     return p, fills
+
+
+def _split_qty(qty: float, ratio: float) -> float:
+    """A pending order's quantity after a split; an order in whole shares stays whole."""
+    q = qty * ratio
+    return float(math.floor(q + 1e-9)) if float(qty).is_integer() else round(q, QTY_DECIMALS)

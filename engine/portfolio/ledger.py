@@ -3,12 +3,14 @@
 Accounting conventions (chosen so that every figure can be checked by hand):
 
 * Cash is EUR and every cash movement is booked to the cent.
-* A position's ``avg_cost_eur`` is its cost basis per share *including* the buy-side
-  costs (slippage, commission, tax, FX fee): what the shares really cost.
-* Selling books ``realised_pnl = net proceeds - qty * avg_cost``; the average cost of
-  what remains is unchanged.
-* Hence, always: ``nav - starting capital = realised + unrealised + dividends``,
-  where ``unrealised = sum(qty * price_eur - qty * avg_cost)``.
+* A position's ``cost_eur`` is its cost basis, *including* the buy-side costs
+  (slippage, commission, tax, FX fee): what the shares really cost, to the cent.
+  ``avg_cost_eur`` is derived from it. A split changes the quantity, not the cost.
+* Selling ``q`` of ``n`` shares removes ``cost * q / n`` (to the cent) from the basis and
+  books ``realised_pnl = net proceeds - removed cost``: the average cost of what
+  remains is unchanged.
+* Hence, exactly to the cent: ``nav - starting capital = realised + unrealised +
+  dividends``, where ``unrealised = sum(qty * price_eur) - sum(cost)``.
 
 Everything here is pure: functions take a :class:`Portfolio` and return a new one.
 """
@@ -34,7 +36,11 @@ class _Model(BaseModel):
 class Position(_Model):
     ticker: str
     qty: float = Field(gt=0)
-    avg_cost_eur: float = Field(ge=0)
+    cost_eur: float = Field(ge=0)  # the cost basis of the whole position, buy costs included
+
+    @property
+    def avg_cost_eur(self) -> float:
+        return self.cost_eur / self.qty
 
 
 class Order(_Model):
@@ -139,21 +145,20 @@ def book(p: Portfolio, f: Fill) -> tuple[Portfolio, Fill]:
         raise ValueError(f"booking {f.side} {f.ticker} would make cash negative ({cash:.2f} EUR)")
     pos = positions.get(f.ticker)
     if f.side == "buy":
-        old_qty = pos.qty if pos else 0.0
-        old_cost = old_qty * pos.avg_cost_eur if pos else 0.0
-        new_qty = round(old_qty + f.qty, 6)
+        old_qty, old_cost = (pos.qty, pos.cost_eur) if pos else (0.0, 0.0)
         positions[f.ticker] = Position(
-            ticker=f.ticker, qty=new_qty, avg_cost_eur=round((old_cost - f.cash_flow_eur) / new_qty, 6)
+            ticker=f.ticker, qty=round(old_qty + f.qty, 6), cost_eur=cents(old_cost - f.cash_flow_eur)
         )
     elif f.side == "sell":
         if pos is None or f.qty > pos.qty + 1e-9:
             raise ValueError(f"cannot sell {f.qty} {f.ticker}: holding {pos.qty if pos else 0}")
-        realised = cents(f.cash_flow_eur - f.qty * pos.avg_cost_eur)
+        left = round(pos.qty - f.qty, 6)
+        removed = cents(pos.cost_eur * f.qty / pos.qty) if left > 0 else pos.cost_eur
+        realised = cents(f.cash_flow_eur - removed)
         f = f.model_copy(update={"realised_pnl_eur": realised})
         realised_total = cents(realised_total + realised)
-        left = round(pos.qty - f.qty, 6)
         if left > 0:
-            positions[f.ticker] = pos.model_copy(update={"qty": left})
+            positions[f.ticker] = Position(ticker=f.ticker, qty=left, cost_eur=cents(pos.cost_eur - removed))
         else:
             del positions[f.ticker]
     elif f.side == "dividend":
@@ -161,9 +166,7 @@ def book(p: Portfolio, f: Fill) -> tuple[Portfolio, Fill]:
     elif f.side == "split":
         if pos is not None:
             ratio = f.price_local  # for a split, the ratio is carried in price_local
-            positions[f.ticker] = Position(
-                ticker=f.ticker, qty=round(pos.qty * ratio, 6), avg_cost_eur=round(pos.avg_cost_eur / ratio, 6)
-            )
+            positions[f.ticker] = pos.model_copy(update={"qty": round(pos.qty * ratio, 6)})
     new = p.model_copy(
         update={
             "cash_eur": cash,
@@ -204,7 +207,7 @@ def mark(p: Portfolio, prices_eur: Mapping[str, float]) -> Valuation:
         if price is None or not price == price:  # NaN check without numpy
             raise ValueError(f"no price to value the position in {t}")
         values[t] = pos.qty * price
-        unrealised += pos.qty * (price - pos.avg_cost_eur)
+        unrealised += pos.qty * price - pos.cost_eur
     invested = sum(values.values())
     return Valuation(
         nav_eur=p.cash_eur + invested,

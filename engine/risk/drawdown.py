@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from engine.risk._shape import like
+
 
 def drawdown(nav: pd.Series) -> pd.Series:
     """``nav / running peak - 1`` at each date: 0 at a new high, negative below it.
@@ -45,10 +47,4 @@ def drawdown_multiplier(
     depth = np.abs(np.asarray(dd, dtype=float))
     with np.errstate(over="ignore"):
         values = np.maximum(floor, 1.0 - (depth / limit) ** power)
-    if isinstance(dd, pd.Series):
-        return pd.Series(values, index=dd.index, name=dd.name)
-    if isinstance(dd, pd.DataFrame):
-        return pd.DataFrame(values, index=dd.index, columns=dd.columns)
-    if np.ndim(values) == 0:
-        return float(values)
-    return values
+    return like(dd, values)

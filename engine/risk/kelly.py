@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from engine.risk._shape import like
+
 
 def kelly_fraction(mean_return: object, variance: object, fraction: float = 0.5) -> object:
     """``fraction * mean_return / variance``, clipped at 0 from below (no shorting).
@@ -31,11 +33,4 @@ def kelly_fraction(mean_return: object, variance: object, fraction: float = 0.5)
     with np.errstate(divide="ignore", invalid="ignore"):
         raw = np.where(v > 0, fraction * m / v, np.nan)
     values = np.maximum(raw, 0.0) + 0.0  # + 0.0 turns -0.0 into 0.0
-    template = pandas_inputs[0] if pandas_inputs else None
-    if isinstance(template, pd.Series):
-        return pd.Series(values, index=template.index, name=template.name)
-    if isinstance(template, pd.DataFrame):
-        return pd.DataFrame(values, index=template.index, columns=template.columns)
-    if np.ndim(values) == 0:
-        return float(values)
-    return values
+    return like(pandas_inputs[0] if pandas_inputs else None, values)

@@ -11,17 +11,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 
-
-def _like(template: object, values: np.ndarray) -> object:
-    if isinstance(template, pd.Series):
-        return pd.Series(values, index=template.index, name=template.name)
-    if isinstance(template, pd.DataFrame):
-        return pd.DataFrame(values, index=template.index, columns=template.columns)
-    if np.ndim(values) == 0:
-        return float(values)
-    return values
+from engine.risk._shape import like
 
 
 def prospect_value(
@@ -41,7 +32,7 @@ def prospect_value(
     # Both branches on |x|: a negative base to a fractional power would be NaN.
     values = np.where(arr >= 0, magnitude**alpha, -loss_aversion * magnitude**beta)
     values = np.where(np.isnan(arr), np.nan, values)
-    return _like(x, values)
+    return like(x, values)
 
 
 def mean_prospect_value(
