@@ -32,7 +32,7 @@ import pandas as pd
 
 from engine.config import Asset, Benchmark, Config
 from engine.data.market import MarketData
-from engine.decision import Brief, Cut, PositionView, check_decision, size_orders
+from engine.decision import Brief, PositionView, check_decision, size_orders
 from engine.errors import DataUnavailable
 from engine.indicators import Indicators
 from engine.policies import Policy
@@ -312,6 +312,3 @@ def check_data(market: MarketData, p: Portfolio, config: Config) -> None:
     if bad:
         raise DataUnavailable("cannot run safely without " + "; ".join(bad[t] for t in sorted(bad)))
 
-
-def cut_summary(cuts: list[Cut]) -> str:
-    return "; ".join(f"{c.ticker}: {c.reason}" for c in cuts)
