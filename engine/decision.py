@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -53,14 +53,8 @@ class Cut:
     after: str
     reason: str
 
-    def as_dict(self) -> dict[str, str]:
-        return {
-            "stage": self.stage,
-            "ticker": self.ticker,
-            "before": self.before,
-            "after": self.after,
-            "reason": self.reason,
-        }
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)

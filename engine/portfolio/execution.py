@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from engine.config import Asset
@@ -47,14 +47,7 @@ class ExecutionNote:
     reason: str
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "order_id": self.order_id,
-            "ticker": self.ticker,
-            "outcome": self.outcome,
-            "requested_qty": self.requested_qty,
-            "filled_qty": self.filled_qty,
-            "reason": self.reason,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
