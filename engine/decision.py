@@ -69,6 +69,7 @@ class PositionView:
     weight: float
     pnl_eur: float
     pnl_pct: float
+    prospect_value: float  # v(pnl_pct): the reference point is the cost basis
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,13 @@ class Brief:
     pending_orders: tuple[Order, ...] = ()
     data_issues: tuple[dict[str, str], ...] = ()
     tradable: tuple[str, ...] = field(default=())
+    starting_capital_eur: float = 0.0
+    inception: dt.date | None = None
+    prospect_value: float = 0.0  # v(NAV / starting capital - 1): the reference point is the capital
+    # The previous decision and what came of it at today's open (fills, clips, rejections).
+    previous: dict[str, Any] | None = None
+    # Pairwise correlations of daily EUR returns, only computed for policies that want them.
+    correlation: Any = None
 
     def held_qty(self, ticker: str) -> float:
         """Shares held once the pending orders have filled."""
@@ -123,6 +131,7 @@ class Brief:
                 "drawdown": round(self.drawdown, 4),
                 "drawdown_multiplier": round(self.drawdown_multiplier, 4),
                 "cvar_95": _clean(self.cvar_95),
+                "prospect_value": _clean(self.prospect_value),
             },
             "limits": {k: round(v, 4) for k, v in self.limits.items()},
             "positions": [
@@ -131,6 +140,7 @@ class Brief:
             "pending_orders": [o.model_dump(mode="json") for o in self.pending_orders],
             "assets": {"columns": list(columns), "rows": rows},
             "data_issues": list(self.data_issues),
+            "previous": self.previous,
         }
 
 

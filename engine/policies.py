@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from engine.config import Config
-from engine.decision import Action, Brief, Decision
+from engine.decision import Action, Brief, Cut, Decision
 
 
 @dataclass(frozen=True)
@@ -21,8 +21,10 @@ class PolicyAnswer:
     decision: Decision
     raw: Any = None  # what the policy literally answered (text for an LLM)
     model: str | None = None
-    usage: dict[str, Any] | None = None  # tokens, cost, calls, cache hits
+    usage: dict[str, Any] | None = None  # tokens, cost, calls, cache hits, the messages sent
     notes: list[str] = field(default_factory=list)  # fallbacks, repairs: shown in the record
+    fallback: str | None = None  # set when the answer was replaced by an explicit HOLD, and why
+    cuts: list[Cut] = field(default_factory=list)  # entries of the answer dropped while parsing it
 
 
 class Policy(Protocol):

@@ -38,8 +38,9 @@ from engine.indicators import Indicators
 from engine.policies import Policy
 from engine.portfolio.costs import CostModel
 from engine.portfolio.execution import corporate_actions, execute_pending
-from engine.portfolio.ledger import BenchmarkHolding, Fill, Portfolio, mark
+from engine.portfolio.ledger import BenchmarkHolding, Fill, LastDecision, LLMTotals, Portfolio, mark
 from engine.risk.cvar import portfolio_cvar
+from engine.risk.prospect import prospect_value
 from engine.risk.guardrails import Book, Limits, apply_guardrails
 
 RECORD_SCHEMA_VERSION = 1
@@ -144,6 +145,10 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
     weights = np.array([val.values_eur.get(t, 0.0) / nav for t in r_tickers]) if nav > 0 else np.zeros(len(r_tickers))
     cvar_now = float(portfolio_cvar(returns, weights, cfg.risk.cvar_level)) if len(returns) >= 20 else float("nan")
     limits = Limits.for_drawdown(cfg.guardrails, drawdown)
+    rc = cfg.risk
+
+    def pt(x: float) -> float:
+        return prospect_value(x, rc.alpha, rc.beta, rc.loss_aversion)
 
     pending_cost = sum(
         o.qty * prices_eur.get(o.ticker, 0.0) * ctx.buy_cost_factor.get(o.ticker, 1.0)
@@ -170,8 +175,33 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
             weight=pos.qty * price / nav,
             pnl_eur=pos.qty * price - pos.cost_eur,
             pnl_pct=price / pos.avg_cost_eur - 1 if pos.avg_cost_eur > 0 else 0.0,
+            prospect_value=float(pt(price / pos.avg_cost_eur - 1 if pos.avg_cost_eur > 0 else 0.0)),
         )
     assets = {t: figures[t] for t in cfg.tickers if t in figures}
+    for t, rec in _recent(returns, r_tickers).items():
+        if t in assets:
+            assets[t].update(rec)
+    previous = None
+    if p.last_decision is not None:
+        previous = {
+            "date": p.last_decision.date.isoformat(),
+            "summary": p.last_decision.summary,
+            "fallback": p.last_decision.fallback,
+            "orders": [
+                {"ticker": o.ticker, "side": o.side, "qty": o.qty} for o in p.last_decision.orders
+            ],
+            "fills_today": [
+                {"ticker": f.ticker, "side": f.side, "qty": f.qty, "price_local": round(f.price_local, 4),
+                 "currency": f.currency, "cash_flow_eur": f.cash_flow_eur}
+                for f in fills
+            ],
+            "execution_notes": [n.as_dict() for n in ex.notes],
+        }
+    correlation = None
+    if getattr(ctx.policy, "wants_correlation", False):
+        corr = ind.correlation(d, lookback)
+        keep = [t for t in tradable if t in corr.index]
+        correlation = corr.loc[keep, keep]
     brief = Brief(
         date=day,
         source=ctx.source,
@@ -192,11 +222,17 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
         pending_orders=p.pending_orders,
         data_issues=tuple(x.as_dict() for x in market.issues),
         tradable=tradable,
+        starting_capital_eur=p.starting_capital_eur,
+        inception=inception,
+        prospect_value=float(pt(nav / p.starting_capital_eur - 1)),
+        previous=previous,
+        correlation=correlation,
     )
 
     # 5. decide, check, size, guard, queue.
     answer = ctx.policy.decide(brief)
     actions, cuts = check_decision(answer.decision, brief, set(cfg.tickers))
+    cuts = list(answer.cuts) + cuts
     orders, sizing_cuts = size_orders(
         actions, brief, ctx.buy_cost_factor, cfg.portfolio.min_order_eur, cfg.portfolio.whole_shares
     )
@@ -217,6 +253,16 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
     )
     cuts += guard_cuts
 
+    llm = p.llm
+    if answer.usage:
+        u = answer.usage
+        llm = LLMTotals(
+            calls=llm.calls + int(u.get("calls", 0)),
+            cache_hits=llm.cache_hits + int(u.get("cache_hits", 0)),
+            prompt_tokens=llm.prompt_tokens + int(u.get("prompt_tokens", 0)),
+            completion_tokens=llm.completion_tokens + int(u.get("completion_tokens", 0)),
+            cost_usd=round(llm.cost_usd + float(u.get("cost_usd") or 0.0), 6),
+        )
     p = p.model_copy(
         update={
             "as_of": day,
@@ -224,6 +270,10 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
             "nav_peak_eur": peak,
             "benchmarks": benchmarks,
             "pending_orders": p.pending_orders + tuple(final),
+            "last_decision": LastDecision(
+                date=day, summary=answer.decision.summary, orders=tuple(final), fallback=answer.fallback
+            ),
+            "llm": llm,
         }
     )
 
@@ -240,6 +290,8 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
         "dividends_eur": p.dividends_eur,
         "costs_eur": round(p.costs.total_eur, 2),
         "n_positions": len(p.positions),
+        "llm_tokens": p.llm.prompt_tokens + p.llm.completion_tokens,
+        "llm_cost_usd": p.llm.cost_usd,
         **{f"benchmark_{k}_eur": round(v, 2) for k, v in bench_nav.items()},
     }
     record = {
@@ -263,6 +315,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
         "answer": {
             "raw": answer.raw,
             "parsed": answer.decision.model_dump(mode="json"),
+            "fallback": answer.fallback,
             "notes": list(answer.notes),
         },
         "cuts": [c.as_dict() for c in cuts],
@@ -270,6 +323,27 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
         "usage": answer.usage,
     }
     return StepResult(date=d, portfolio=p, fills=fills, equity=equity, record=record)
+
+
+RECENT_SESSIONS = 30
+
+
+def _recent(returns: np.ndarray, tickers: list[str]) -> dict[str, dict[str, float]]:
+    """The last ~30 sessions of each asset in brief (EUR): return, volatility, worst day, drawdown."""
+    r = returns[-RECENT_SESSIONS:]
+    if len(r) < 2:
+        return {}
+    r = np.nan_to_num(r, nan=0.0)
+    path = np.cumprod(1 + r, axis=0)
+    dd = (path / np.maximum.accumulate(path, axis=0) - 1).min(axis=0)
+    ret = path[-1] - 1
+    vol = r.std(axis=0, ddof=1) * math.sqrt(252)
+    worst = r.min(axis=0)
+    return {
+        t: {"ret_30s_eur": float(ret[j]), "vol_30s_ann": float(vol[j]), "worst_day_30s": float(worst[j]),
+            "max_dd_30s": float(dd[j])}
+        for j, t in enumerate(tickers)
+    }
 
 
 def run(

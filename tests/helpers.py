@@ -36,7 +36,7 @@ def brief(
     views = {}
     for t, (q, cost) in positions.items():
         px = prices[t]
-        views[t] = PositionView(t, q, cost, px, "EUR", px, q * px, q * px / nav, q * (px - cost), px / cost - 1)
+        views[t] = PositionView(t, q, cost, px, "EUR", px, q * px, q * px / nav, q * (px - cost), px / cost - 1, 0.0)
     invested = sum(v.value_eur for v in views.values())
     cash = nav - invested if cash is None else cash
     assets = assets if assets is not None else {t: figures(close=p) for t, p in prices.items()}

@@ -109,6 +109,25 @@ class BenchmarkHolding(_Model):
     cash_eur: float = 0.0
 
 
+class LastDecision(_Model):
+    """What the policy decided at the previous session, shown to it at the next one."""
+
+    date: dt.date
+    summary: str = ""
+    orders: tuple[Order, ...] = ()
+    fallback: str | None = None  # why the answer became an explicit HOLD, if it did
+
+
+class LLMTotals(_Model):
+    """Cumulative LLM usage (a backtest with a warm cache adds calls=0, cache_hits>0)."""
+
+    calls: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
 class Portfolio(_Model):
     schema_version: int = SCHEMA_VERSION
     # Where the prices come from ("yahoo", "demo seed=42"): a state is never fed two sources.
@@ -124,6 +143,8 @@ class Portfolio(_Model):
     dividends_eur: float = 0.0
     costs: CostTotals = CostTotals()
     benchmarks: dict[str, BenchmarkHolding] = {}
+    last_decision: LastDecision | None = None
+    llm: LLMTotals = LLMTotals()
 
     @classmethod
     def initial(cls, capital_eur: float, source: str = "") -> Portfolio:
