@@ -1,0 +1,1 @@
+"""The LLM decision-maker: prompt, brief, answer schema, client, cache, policy."""
