@@ -103,10 +103,19 @@ class LLMConfig(_Frozen):
     model: str
     temperature: float = Field(ge=0, le=2)
     seed: int | None = None
+    max_tokens: int = Field(ge=16)
     timeout_seconds: float = Field(gt=0, le=600)
-    max_retries: int = Field(ge=0)
+    max_retries: int = Field(ge=0, le=10)
+    response_format: Literal["json_schema", "json_object", "text"] = "json_schema"
     daily_budget_usd: float = Field(ge=0)
     prices_usd_per_million_tokens: dict[str, TokenPrice] = {}
+
+    def cost_usd(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """What a call costs, from the price table; None for a model without a price."""
+        price = self.prices_usd_per_million_tokens.get(model)
+        if price is None:
+            return None
+        return (prompt_tokens * price.input + completion_tokens * price.output) / 1e6
 
 
 class FXConfig(_Frozen):

@@ -165,7 +165,7 @@ def _gt(a: Any, b: Any) -> bool:
     return _finite(a) and _finite(b) and float(a) > float(b)
 
 
-POLICIES = ("rules", "hold")
+POLICIES = ("rules", "hold", "llm")
 
 
 def make_policy(name: str, config: Config) -> Policy:
@@ -174,5 +174,8 @@ def make_policy(name: str, config: Config) -> Policy:
     if name == "hold":
         return HoldPolicy()
     from engine.errors import ConfigError
+
+    if name == "llm":
+        raise ConfigError("the llm policy needs a client: build it with engine.llm.policy.LLMPolicy")
 
     raise ConfigError(f"unknown policy {name!r}: choose one of {', '.join(POLICIES)}")
