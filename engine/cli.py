@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,7 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", type=Path, help="a TOML file whose keys override the defaults (engine/config.toml)")
-        p.add_argument("--policy", choices=POLICIES, default="rules", help="who decides (default: rules)")
+        p.add_argument("--policy", choices=POLICIES, default="rules",
+                       help="who decides (default: rules; llm needs OPENAI_API_KEY, and OPENAI_BASE_URL for a "
+                       "server other than OpenAI's)")
+        p.add_argument("--model", help="the LLM to ask with --policy llm (default: llm.model in the config)")
+        p.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
+                       help=f"cache folder for downloads and LLM answers (default {DEFAULT_CACHE})")
 
     demo = sub.add_parser(
         "demo",
@@ -86,7 +92,6 @@ def build_parser() -> argparse.ArgumentParser:
     daily.add_argument("--source", choices=("yahoo", "demo"), required=True, help="market data source")
     daily.add_argument("--date", type=_date, help="session date D (default: today, UTC)")
     daily.add_argument("--seed", type=int, default=42, help="seed of the demo market (with --source demo)")
-    daily.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"download cache folder (default {DEFAULT_CACHE})")
     common(daily)
     return parser
 
@@ -99,6 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("yfinance").setLevel(logging.CRITICAL)
+    # The HTTP layers log request details at debug level: keep them quiet even with -v.
+    for name in ("openai", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         if args.command == "demo":
             return cmd_demo(args)
@@ -132,6 +140,24 @@ def _source(name: str, seed: int, cfg: Config, cache: Path | None):
         retries=cfg.data.retries,
         backoff_seconds=cfg.data.backoff_seconds,
     )
+
+
+def _policy(args: argparse.Namespace, cfg: Config):
+    if args.policy != "llm":
+        return make_policy(args.policy, cfg)
+    key = os.environ.get("OPENAI_API_KEY", "").strip()
+    if not key:
+        raise ConfigError(
+            "OPENAI_API_KEY is not set: export it to use --policy llm "
+            "(and OPENAI_BASE_URL for a server other than OpenAI's), or use --policy rules"
+        )
+    from engine.llm.cache import ResponseCache
+    from engine.llm.client import ChatClient
+    from engine.llm.policy import LLMPolicy
+
+    client = ChatClient(api_key=key, base_url=os.environ.get("OPENAI_BASE_URL") or None, settings=cfg.llm)
+    cache = ResponseCache(args.cache / "llm" if args.cache else None)
+    return LLMPolicy(cfg, client, cache, model=args.model)
 
 
 def _source_label(name: str, seed: int) -> str:
@@ -211,7 +237,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"almost surely demo: SYNTHETIC market (seed {args.seed}), {len(sessions)} sessions "
           f"{sessions[0].date()} .. {end.date()}, policy {args.policy}, state in {store.root}")
     market = _load_market(_source("demo", args.seed, cfg, None), cfg, sessions[0], end)
-    ctx = StepContext(config=cfg, policy=make_policy(args.policy, cfg), source=label, synthetic=True)
+    ctx = StepContext(config=cfg, policy=_policy(args, cfg), source=label, synthetic=True)
     p, done = _run_and_save(store, p, sessions, market, ctx, progress=True)
     if not done:
         print(f"Nothing to do: {store.root} is already up to date ({p.as_of}).")
@@ -279,13 +305,22 @@ def cmd_daily(args: argparse.Namespace) -> int:
     market = _load_market(_source(args.source, args.seed, cfg, args.cache), cfg, sessions[0], d)
     if d not in market.index:
         raise EngineError(f"the {args.source} data has no bar for {d.date()} yet: run again after the close")
-    ctx = StepContext(config=cfg, policy=make_policy(args.policy, cfg), source=label, synthetic=args.source == "demo")
+    ctx = StepContext(config=cfg, policy=_policy(args, cfg), source=label, synthetic=args.source == "demo")
     p, done = _run_and_save(store, p, sessions, market, ctx, progress=False)
     last = done[-1]
     rec = last.record
-    print(
+    line = (
         f"{d.date()}: NAV {last.equity['nav_eur']:,.2f} EUR, {len(last.fills)} fill(s), "
         f"{len(rec['orders'])} order(s) queued, {len(rec['cuts'])} cut(s), policy {args.policy}"
-        + (f", {len(done)} sessions run" if len(done) > 1 else "")
     )
+    usage = rec.get("usage") or {}
+    if usage:
+        tokens = usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
+        line += f", model {usage.get('model')}, {tokens:,} tokens, {usage.get('cost_usd', 0):.4f} USD"
+    if len(done) > 1:
+        line += f", {len(done)} sessions run"
+    print(line)
+    fallback = rec["answer"].get("fallback")
+    if fallback:
+        print(f"{d.date()}: the decision was an explicit HOLD: {fallback}")
     return 0

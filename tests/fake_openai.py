@@ -1,0 +1,550 @@
+"""A scriptable, OpenAI-compatible Chat Completions server for tests (stdlib only).
+
+The engine talks to its LLM through the official ``openai`` package; this module
+gives tests a real HTTP server on 127.0.0.1 (port 0) so that the *real* client
+code path runs: its request building, retries, Retry-After handling, timeouts
+and response parsing. Nothing leaves the machine.
+
+Usage::
+
+    from tests.fake_openai import FakeOpenAI, answer_json, completion, error, hang
+
+    with FakeOpenAI() as fake:
+        fake.script(error(500), answer_json({"orders": []}))
+        client = openai.OpenAI(api_key="sk-test", base_url=fake.base_url, max_retries=2, timeout=2)
+        ...
+        assert len(fake.requests) == 2
+
+As a pytest fixture (the module itself does not import pytest)::
+
+    @pytest.fixture
+    def fake():
+        with FakeOpenAI() as server:
+            yield server
+
+Behaviour
+---------
+* Every request is recorded in ``fake.requests`` (a snapshot list of
+  ``RecordedRequest``: method, path, query, headers with lower-case keys, raw
+  body, parsed ``json``, arrival time, peer address) *before* any reply is
+  chosen, so even rejected, unscripted, hung or unknown-path requests appear,
+  Authorization header included.
+* ``POST /v1/chat/completions`` consumes one queued reply (``fake.script``),
+  FIFO, one per request. Client retries are separate requests and therefore
+  consume separate replies: ``script(error(500), completion("x"))`` is "fail
+  once, then succeed".
+* Empty queue: 500 with an OpenAI-style body whose message says "no scripted
+  reply", plus ``x-should-retry: false`` so the openai client raises
+  ``InternalServerError`` at once instead of retrying (fails loudly and fast).
+  ``fake.unscripted`` counts these.
+* A body that is not a JSON object: 400 (as OpenAI does), no reply consumed.
+* Any other method/path: 404 with an OpenAI-style ``unknown_url`` error.
+* HTTP/1.1 keep-alive with Content-Length framing (chunked request bodies are
+  accepted too); bodies of any size. Nothing is logged to stderr; unexpected
+  exceptions inside the server are kept in ``fake.internal_errors``.
+
+Rejecting response formats (the design chosen)
+----------------------------------------------
+Whether a server supports ``response_format`` ``json_schema``/``json_object``
+is a property of the *server*, not of one scripted reply, so it is a switch on
+the server rather than an entry in the queue::
+
+    fake.reject_response_formats("json_schema")            # or ("json_schema", "json_object")
+    fake.script(answer_json({...}))
+
+From then on every chat request whose ``response_format.type`` is one of those
+kinds is answered 400 (type ``invalid_request_error``, param
+``response_format``, message "Invalid parameter: 'response_format' of type
+'json_schema' is not supported with this model.") WITHOUT consuming a
+scripted reply; requests with another (or no) response format get the queue as
+usual. The openai client does not retry a 400, so the code under test sees
+``openai.BadRequestError`` and may fall back. A test scripts only the answers
+it expects the fallback to get, and checks the fallback sequence through
+``fake.requests``. Call ``fake.reject_response_formats()`` with no kinds to
+accept every format again.
+
+Replies (immutable; the same object may be queued several times)
+----------------------------------------------------------------
+* ``completion(content, *, refusal=None, finish_reason="stop", prompt_tokens=1200,
+  completion_tokens=150, model=None)``: 200 chat.completion; ``model`` defaults
+  to the request's model.
+* ``answer_json(obj)``: ``completion(json.dumps(obj))``.
+* ``error(status, message=..., *, headers=None, type_="server_error", code=None)``:
+  ``{"error": {"message", "type", "param": null, "code"}}`` with that status and
+  extra response headers (e.g. ``{"retry-after-ms": "50"}``).
+* ``hang(seconds, then=None)``: answer ``then`` (default: a 500) after
+  ``seconds``. The wait is on an Event: it ends at once when the fake is closed,
+  and also when the client hangs up (e.g. after its own timeout), so no thread
+  outlives the test. Other requests are served meanwhile (one thread per
+  connection).
+* ``disconnect()``: close the connection without answering (the client sees a
+  connection error and may retry).
+"""
+
+from __future__ import annotations
+
+import http.server
+import itertools
+import json
+import select
+import socket
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+__all__ = [
+    "CHAT_COMPLETIONS_PATH",
+    "FakeOpenAI",
+    "RecordedRequest",
+    "Reply",
+    "answer_json",
+    "completion",
+    "disconnect",
+    "error",
+    "hang",
+]
+
+CHAT_COMPLETIONS_PATH = "/v1/chat/completions"
+_POLL = 0.02  # seconds; granularity of hang()'s "has the client gone?" check
+
+
+# --------------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One HTTP request as the server received it."""
+
+    index: int  # 0-based arrival order
+    method: str
+    path: str  # without the query string, e.g. "/v1/chat/completions"
+    query: str
+    headers: dict[str, str]  # lower-case keys
+    body: bytes
+    json: Any  # parsed body, or None when empty / not JSON
+    received_at: float  # time.monotonic() on arrival
+    peer: tuple[str, int]  # client (host, port): same port => same keep-alive connection
+
+    @property
+    def response_format_type(self) -> str | None:
+        rf = self.json.get("response_format") if isinstance(self.json, dict) else None
+        return rf.get("type") if isinstance(rf, dict) else None
+
+
+# --------------------------------------------------------------------------- replies
+
+
+class Reply:
+    """Base class of everything ``FakeOpenAI.script`` accepts; build with the functions below."""
+
+    def _serve(self, handler: _Handler, request: RecordedRequest) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class _Respond(Reply):
+    status: int
+    body: Callable[[RecordedRequest], Any]
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def _serve(self, handler: _Handler, request: RecordedRequest) -> None:
+        handler.send_json(self.status, self.body(request), self.headers)
+
+
+@dataclass(frozen=True)
+class _Hang(Reply):
+    seconds: float
+    then: Reply
+
+    def _serve(self, handler: _Handler, request: RecordedRequest) -> None:
+        if handler.wait(self.seconds):
+            self.then._serve(handler, request)
+        else:
+            handler.close_connection = True  # fake closed or client gone: answer nothing
+
+
+@dataclass(frozen=True)
+class _Disconnect(Reply):
+    def _serve(self, handler: _Handler, request: RecordedRequest) -> None:
+        handler.close_connection = True
+        try:
+            handler.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def _error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def completion(
+    content: str | None,
+    *,
+    refusal: str | None = None,
+    finish_reason: str = "stop",
+    prompt_tokens: int = 1200,
+    completion_tokens: int = 150,
+    model: str | None = None,
+) -> Reply:
+    """200 with a ``chat.completion`` object that ``openai`` parses into ``ChatCompletion``."""
+
+    def body(request: RecordedRequest) -> dict:
+        req_model = request.json.get("model") if isinstance(request.json, dict) else None
+        return {
+            "id": f"chatcmpl-fake{request.index:06d}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model if model is not None else (req_model if isinstance(req_model, str) else "fake-model"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content, "refusal": refusal, "annotations": []},
+                    "logprobs": None,
+                    "finish_reason": finish_reason,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+            "system_fingerprint": "fp_fake",
+        }
+
+    return _Respond(200, body)
+
+
+def answer_json(obj: Any) -> Reply:
+    """A completion whose content is ``json.dumps(obj)``."""
+    return completion(json.dumps(obj))
+
+
+def error(
+    status: int,
+    message: str = "The server had an error while processing your request. Sorry about that!",
+    *,
+    headers: Mapping[str, str] | None = None,
+    type_: str = "server_error",
+    code: str | None = None,
+) -> Reply:
+    """An OpenAI-style error: ``{"error": {"message", "type", "param": null, "code"}}``."""
+    payload = _error_body(message, type_, None, code)
+    return _Respond(status, lambda _request: payload, dict(headers or {}))
+
+
+def hang(seconds: float, then: Reply | None = None) -> Reply:
+    """Wait ``seconds`` (interruptible), then answer ``then`` (default: a 500)."""
+    return _Hang(float(seconds), then if then is not None else error(500, f"fake: answered after hanging {seconds}s"))
+
+
+def disconnect() -> Reply:
+    """Close the connection without sending a response."""
+    return _Disconnect()
+
+
+# --------------------------------------------------------------------------- server
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive; every response carries Content-Length
+    server_version = "FakeOpenAI/1.0"
+    sys_version = ""
+    server: _Server
+    request_index = -1  # index of the request being answered (for x-request-id)
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.fake._track(self.connection, add=True)
+
+    def handle(self) -> None:
+        closing = self.server.fake._closing
+        self.close_connection = True
+        self.handle_one_request()
+        while not self.close_connection and not closing.is_set():
+            self.handle_one_request()
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        except OSError:
+            pass
+        finally:
+            self.server.fake._track(self.connection, add=False)
+
+    # every method goes through the same dispatcher
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    do_GET = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_POST
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()  # CRLF after the chunk
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _dispatch(self) -> None:
+        try:
+            body = self._read_body()
+            request = self.server.fake._record(self, body)
+            self.request_index = request.index
+            self.server.fake._answer(self, request)
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError):
+            self.close_connection = True  # the client hung up; nothing to report
+
+    def send_json(self, status: int, payload: Any, headers: Mapping[str, str] = {}) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-request-id", f"req_fake_{self.request_index:06d}")
+        for name, value in headers.items():
+            self.send_header(name, str(value))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+        self.wfile.flush()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; False if the fake closed or the client hung up first."""
+        deadline = time.monotonic() + seconds
+        stop = self.server.fake._closing
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return True
+            if stop.wait(min(_POLL, remaining)):
+                return False
+            if self._client_gone():
+                return False
+
+    def _client_gone(self) -> bool:
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # FakeOpenAI.close() joins the threads itself, with a bound
+    fake: FakeOpenAI
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self.process_request_thread,
+            args=(request, client_address),
+            name=f"fake-openai-conn-{client_address[1]}",
+            daemon=True,
+        )
+        with self.fake._lock:
+            self.fake._threads.add(thread)
+        thread.start()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.fake._lock:
+                self.fake._threads.discard(threading.current_thread())
+
+    def handle_error(self, request: Any, client_address: Any) -> None:  # quiet, but kept
+        with self.fake._lock:
+            self.fake._internal_errors.append(traceback.format_exc())
+
+
+class FakeOpenAI:
+    """An OpenAI-compatible server on 127.0.0.1 answering from a script. See the module docstring."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: deque[Reply] = deque()
+        self._requests: list[RecordedRequest] = []
+        self._internal_errors: list[str] = []
+        self._rejected_formats: frozenset[str] = frozenset()
+        self._rejection_status = 400
+        self._unscripted = 0
+        self._connections: set[socket.socket] = set()
+        self._threads: set[threading.Thread] = set()
+        self._counter = itertools.count()
+        self._closing = threading.Event()
+        self._closed = False
+
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.fake = self
+        host, port = self._server.server_address[:2]
+        self.base_url = f"http://{host}:{port}/v1"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-openai-server", daemon=True
+        )
+        self._thread.start()
+
+    # ---- test-facing API
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received so far (a snapshot, in arrival order)."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def pending(self) -> int:
+        """Scripted replies not consumed yet."""
+        with self._lock:
+            return len(self._queue)
+
+    @property
+    def unscripted(self) -> int:
+        """Chat requests that found the queue empty (answered 500 "no scripted reply")."""
+        with self._lock:
+            return self._unscripted
+
+    @property
+    def internal_errors(self) -> list[str]:
+        """Tracebacks of unexpected exceptions inside the fake itself (should stay empty)."""
+        with self._lock:
+            return list(self._internal_errors)
+
+    def script(self, *replies: Reply) -> None:
+        """Queue replies; each POST /v1/chat/completions consumes the oldest one."""
+        for reply in replies:
+            if not isinstance(reply, Reply):
+                raise TypeError(f"not a Reply: {reply!r}")
+        with self._lock:
+            self._queue.extend(replies)
+
+    def reject_response_formats(self, *kinds: str, status: int = 400) -> None:
+        """Answer ``status`` to chat requests whose response_format.type is in ``kinds``,
+        without consuming a scripted reply. No kinds: accept every format again."""
+        with self._lock:
+            self._rejected_formats = frozenset(kinds)
+            self._rejection_status = status
+
+    def close(self) -> None:
+        """Stop the server, interrupt hangs, drop open connections and join every thread."""
+        if self._closed:
+            return
+        self._closed = True
+        self._closing.set()
+        self._server.shutdown()
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        deadline = time.monotonic() + 5.0
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        self._server.server_close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<FakeOpenAI {self.base_url} requests={len(self._requests)} pending={len(self._queue)}>"
+
+    # ---- server internals
+
+    def _track(self, conn: socket.socket, *, add: bool) -> None:
+        with self._lock:
+            (self._connections.add if add else self._connections.discard)(conn)
+        if add and self._closing.is_set():  # accepted while closing: refuse it
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _record(self, handler: _Handler, body: bytes) -> RecordedRequest:
+        path, _, query = handler.path.partition("?")
+        try:
+            parsed = json.loads(body) if body else None
+        except ValueError:
+            parsed = None
+        with self._lock:
+            request = RecordedRequest(
+                index=next(self._counter),
+                method=handler.command,
+                path=path,
+                query=query,
+                headers={k.lower(): v for k, v in handler.headers.items()},
+                body=body,
+                json=parsed,
+                received_at=time.monotonic(),
+                peer=tuple(handler.client_address[:2]),
+            )
+            self._requests.append(request)
+        return request
+
+    def _answer(self, handler: _Handler, request: RecordedRequest) -> None:
+        if request.method != "POST" or request.path.rstrip("/") != CHAT_COMPLETIONS_PATH:
+            handler.send_json(
+                404,
+                _error_body(
+                    f"Unknown request URL: {request.method} {request.path}.", "invalid_request_error", None, "unknown_url"
+                ),
+            )
+            return
+        if not isinstance(request.json, dict):
+            handler.send_json(
+                400,
+                _error_body(
+                    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
+                    "your HTTP library correctly. The OpenAI API expects a JSON payload.)",
+                    "invalid_request_error",
+                ),
+            )
+            return
+        kind = request.response_format_type
+        with self._lock:
+            rejected = kind is not None and kind in self._rejected_formats
+            status = self._rejection_status
+            reply = None if rejected or not self._queue else self._queue.popleft()
+            if not rejected and reply is None:
+                self._unscripted += 1
+        if rejected:
+            handler.send_json(
+                status,
+                _error_body(
+                    f"Invalid parameter: 'response_format' of type '{kind}' is not supported with this model.",
+                    "invalid_request_error",
+                    "response_format",
+                ),
+            )
+        elif reply is None:
+            handler.send_json(
+                500,
+                _error_body(
+                    f"FakeOpenAI: no scripted reply for request #{request.index} ({request.method} {request.path})",
+                    "server_error",
+                    None,
+                    "no_scripted_reply",
+                ),
+                {"x-should-retry": "false"},
+            )
+        else:
+            reply._serve(handler, request)
