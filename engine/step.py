@@ -187,6 +187,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
             "date": p.last_decision.date.isoformat(),
             "summary": p.last_decision.summary,
             "fallback": p.last_decision.fallback,
+            "cuts": list(p.last_decision.cuts),
             "orders": [
                 {"ticker": o.ticker, "side": o.side, "qty": o.qty} for o in p.last_decision.orders
             ],
@@ -271,7 +272,8 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
             "benchmarks": benchmarks,
             "pending_orders": p.pending_orders + tuple(final),
             "last_decision": LastDecision(
-                date=day, summary=answer.decision.summary, orders=tuple(final), fallback=answer.fallback
+                date=day, summary=answer.decision.summary, orders=tuple(final), fallback=answer.fallback,
+                cuts=tuple(c.as_dict() for c in cuts[:MAX_CUTS_CARRIED]),
             ),
             "llm": llm,
         }
@@ -326,6 +328,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
 
 
 RECENT_SESSIONS = 30
+MAX_CUTS_CARRIED = 10  # of a decision's cuts, shown with it at the next session
 
 
 def _recent(returns: np.ndarray, tickers: list[str]) -> dict[str, dict[str, float]]:

@@ -138,7 +138,7 @@ def test_500_then_completion_succeeds_through_the_clients_retry(fake, make_clien
 
 @pytest.mark.parametrize(
     ("header", "value", "wait"),
-    [("retry-after-ms", "150", 0.15), ("retry-after", "0.2", 0.2)],
+    [("retry-after-ms", "900", 0.9), ("retry-after", "1", 1.0)],
 )
 def test_429_retry_after_is_honoured(fake, make_client, header, value, wait):
     fake.script(error(429, "Rate limit reached", type_="rate_limit_error", headers={header: value}), completion("ok"))
@@ -148,8 +148,9 @@ def test_429_retry_after_is_honoured(fake, make_client, header, value, wait):
     assert reply.choices[0].message.content == "ok"
     first, second = fake.requests
     gap = second.received_at - first.received_at
-    # At least the server's delay, and clearly below the default backoff (>= 0.375 s).
-    assert wait <= gap < 0.36, gap
+    # At least the server's delay, which is longer than the default first backoff (<= 0.5 s):
+    # only a lower bound, so a slow machine cannot make this fail.
+    assert wait <= gap < wait + 5, gap
 
 
 def test_hang_longer_than_timeout_raises_api_timeout_after_all_attempts(fake, make_client):

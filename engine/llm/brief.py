@@ -35,7 +35,8 @@ import pandas as pd
 
 from engine.config import Config
 from engine.decision import Brief
-from engine.llm.prompt import cvar_label, kelly_name as _kelly_label
+from engine.llm.prompt import cvar_label
+from engine.llm.prompt import kelly_name as _kelly_label
 
 NA = "n/a"
 MAX_SUMMARY_CHARS = 300  # the previous decision's summary (model-written)
@@ -154,12 +155,18 @@ def _portfolio(b: Brief, cfg: Config) -> list[str]:
     vs_start = b.nav_eur / start - 1 if start > 0 else float("nan")
     lines = [
         f"{PORTFOLIO} (EUR)",
-        f"NAV {_num(b.nav_eur)} | cash {_num(b.cash_eur)} | cash available for buys {_num(b.cash_available_eur)}"
-        f" | invested {_num(b.invested_eur)} ({_pct(b.gross_exposure)}% of NAV)",
-        f"vs starting capital {_num(start)}: {_pct(vs_start, 1, signed=True)}%"
-        f" (prospect value {_num(b.prospect_value, 3, signed=True)})",
-        f"peak NAV {_num(b.nav_peak_eur)} | drawdown from peak {_pct(b.drawdown, 1, signed=True)}%"
-        f" | drawdown multiplier m {_num(b.drawdown_multiplier)}",
+        (
+            f"NAV {_num(b.nav_eur)} | cash {_num(b.cash_eur)} | cash available for buys {_num(b.cash_available_eur)}"
+            f" | invested {_num(b.invested_eur)} ({_pct(b.gross_exposure)}% of NAV)"
+        ),
+        (
+            f"vs starting capital {_num(start)}: {_pct(vs_start, 1, signed=True)}%"
+            f" (prospect value {_num(b.prospect_value, 3, signed=True)})"
+        ),
+        (
+            f"peak NAV {_num(b.nav_peak_eur)} | drawdown from peak {_pct(b.drawdown, 1, signed=True)}%"
+            f" | drawdown multiplier m {_num(b.drawdown_multiplier)}"
+        ),
         f"portfolio {cv} (1-day): {_pct(b.cvar_95, 2)}% of NAV"
         + (f" | budget today {_pct(b.limits['cvar_budget'], 2)}%" if "cvar_budget" in b.limits else ""),
     ]
@@ -424,9 +431,11 @@ def _data_issues(b: Brief, cfg: Config) -> list[str]:
 def _answer(b: Brief, cfg: Config) -> list[str]:
     return [
         ANSWER,
-        'One JSON object only: {"decisions": [{"ticker", "action": "buy"|"sell"|"hold", "percent", "reason"}],'
-        f' "summary"}}. buy percent: % of the cash available ({_num(b.cash_available_eur)} EUR); sell percent: % of'
-        " the position (100 closes it). Only tickers from ASSETS.",
+        (
+            'One JSON object only: {"decisions": [{"ticker", "action": "buy"|"sell"|"hold", "percent", "reason"}],'
+            f' "summary"}}. buy percent: % of the cash available ({_num(b.cash_available_eur)} EUR); sell percent:'
+            " % of the position (100 closes it). Only tickers from ASSETS."
+        ),
     ]
 
 
@@ -467,7 +476,7 @@ def estimate_tokens(text: str) -> int:
     then 10% is added, and the result is never below ``ceil(chars / 4)``.
 
     Checked offline against exact cl100k_base and o200k_base encoders: it overestimates
-    the larger of the two by 19% on a 21-asset brief, 24% on the system prompt, 17-31%
+    the larger of the two by 19% on a 21-asset brief, 25% on the system prompt, 17-31%
     on prose, code, JSON and French text, 10% on bare numbers; only random punctuation
     soup comes out 2% under.
     """

@@ -24,8 +24,9 @@ PROMPT_VERSION = "2026-11-24.1"  # bump when the text changes
 _DD_POINTS = (0.25, 0.5, 0.75, 1.0)
 
 
-def _pct(x: float, decimals: int = 0) -> str:
-    """0.2 -> '20%', with trailing zeros dropped ('0.4%' not '0.40%' for 0.004 at 2 dp)."""
+def _pct(x: float, decimals: int = 2) -> str:
+    """A fraction as a percentage, trailing zeros dropped: 0.2 -> '20%', 0.004 -> '0.4%',
+    0.125 -> '12.5%'."""
     s = f"{100 * x:.{decimals}f}"
     if "." in s:
         s = s.rstrip("0").rstrip(".")
@@ -46,6 +47,7 @@ def cvar_label(config: Config) -> str:
 
 
 def kelly_name(fraction: float) -> str:
+    """How the prompt and the brief call the Kelly fraction of the configuration."""
     if fraction == 0.5:
         return "half-Kelly"
     if fraction == 1.0:
@@ -60,7 +62,7 @@ def _multiplier_points(config: Config) -> str:
         dd = g.drawdown_limit * k
         m = float(drawdown_multiplier(dd, g.drawdown_limit, g.drawdown_floor, g.drawdown_power))
         more = "+" if k == 1.0 else ""
-        parts.append(f"dd {_pct(dd, 1)}{more} -> {m:.2f}")
+        parts.append(f"dd {_pct(dd)}{more} -> {m:.2f}")
     return ", ".join(parts)
 
 
@@ -68,7 +70,7 @@ def system_prompt(config: Config) -> str:
     """The system message, with the configuration's numbers written in."""
     r, g, c, p = config.risk, config.guardrails, config.costs, config.portfolio
     cv = cvar_label(config)
-    tail = _pct(1 - r.cvar_level, 1)
+    tail = _pct(1 - r.cvar_level)
     kelly = kelly_name(r.kelly_fraction)
     la, a, b = _num(r.loss_aversion), _num(r.alpha), _num(r.beta)
     shares = "Whole shares only" if p.whole_shares else "Fractional shares allowed"
@@ -79,7 +81,7 @@ def system_prompt(config: Config) -> str:
         costs += f", FX fee {_num(c.fx_fee_bps)} bps on USD assets"
     if c.french_ftt_rate > 0:
         costs += (
-            f"; French FTT {_pct(c.french_ftt_rate, 2)} on purchases of French shares"
+            f"; French FTT {_pct(c.french_ftt_rate)} on purchases of French shares"
             " (ftt=y in ASSETS; ETFs exempt)"
         )
     return f"""\
@@ -96,12 +98,12 @@ LOSS AVERSION (prospect theory, Tversky & Kahneman 1992)
 
 RISK
 - {cv} (1-day, historical over {r.lookback_sessions} sessions, fraction of NAV: the average loss on the worst {tail} of days) is your PRIMARY risk measure.
-- Portfolio {cv} budget: {_pct(g.cvar_budget, 2)} of NAV at no drawdown.
-- Drawdown sensitivity rises non-linearly: m(dd) = max({_num(g.drawdown_floor)}, 1 - (dd/{_pct(g.drawdown_limit, 1)})^{_num(g.drawdown_power)}) multiplies the exposure cap and the {cv} budget: {_multiplier_points(config)}. The deeper the drawdown, the more cautious you are.
+- Portfolio {cv} budget: {_pct(g.cvar_budget)} of NAV at no drawdown.
+- Drawdown sensitivity rises non-linearly: m(dd) = max({_num(g.drawdown_floor)}, 1 - (dd/{_pct(g.drawdown_limit)})^{_num(g.drawdown_power)}), dd being the drawdown from the peak NAV, multiplies the exposure cap and the {cv} budget: {_multiplier_points(config)}. The deeper the drawdown, the more cautious you are.
 - Kelly-inspired sizing: the brief gives each asset's {kelly} weight. It is a CAP on the asset's weight, never a target; 0 means no edge: do not buy.
 
 HARD GUARDRAILS (enforced after you; orders beyond them are cut)
-- At most {_pct(g.max_weight)} of NAV per asset; at least {_pct(g.min_cash)} of NAV in cash; invested at most {_pct(g.max_gross_exposure)} of NAV x m(dd); portfolio {cv} at most {_pct(g.cvar_budget, 2)} of NAV x m(dd). Today's values are in LIMITS.
+- At most {_pct(g.max_weight)} of NAV per asset; at least {_pct(g.min_cash)} of NAV in cash; invested at most {_pct(g.max_gross_exposure)} of NAV x m(dd); portfolio {cv} at most {_pct(g.cvar_budget)} of NAV x m(dd). Today's values are in LIMITS.
 - No shorting, no leverage: sell only what is held. {shares}.
 - Costs: {costs}.
 - Orders fill at the NEXT open of each asset's own exchange (New York or Paris), not at today's close.

@@ -116,6 +116,7 @@ class LastDecision(_Model):
     summary: str = ""
     orders: tuple[Order, ...] = ()
     fallback: str | None = None  # why the answer became an explicit HOLD, if it did
+    cuts: tuple[dict[str, str], ...] = ()  # what the checks and guardrails changed, and why
 
 
 class LLMTotals(_Model):
