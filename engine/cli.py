@@ -229,7 +229,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise ConfigError(f"only {len(sessions)} sessions exist before {end.date()}; ask for fewer")
     end = sessions[-1]
     label = _source_label("demo", args.seed)
-    store = StateStore(args.out / "state")
+    store = StateStore(args.out / "state", durable=False)
     p = _open_state(store, cfg, label)
     if p.as_of is not None and p.as_of < sessions[0].date() - dt.timedelta(days=7):
         raise StateCorrupt(f"{store.root} ends on {p.as_of}, long before this demo starts ({sessions[0].date()}): use a new --out")

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from engine.portfolio.execution import floor_qty
@@ -115,8 +116,9 @@ class Brief:
 
     def as_dict(self) -> dict[str, Any]:
         """The brief as a JSON-ready record (rounded so that diffs stay readable)."""
-        columns = next(iter(self.assets.values())).keys() if self.assets else []
-        rows = {t: [_clean(v) for v in fig.values()] for t, fig in self.assets.items()}
+        columns = list(next(iter(self.assets.values())).keys()) if self.assets else []
+        table = round_sig(np.array([list(fig.values()) for fig in self.assets.values()], dtype=float))
+        rows = {t: [None if v != v else v for v in row] for t, row in zip(self.assets, table.tolist(), strict=True)}
         return {
             "date": self.date.isoformat(),
             "source": self.source,
@@ -142,6 +144,21 @@ class Brief:
             "data_issues": list(self.data_issues),
             "previous": self.previous,
         }
+
+
+def round_sig(a: np.ndarray, digits: int = 6) -> np.ndarray:
+    """Round to `digits` significant digits, vectorised (NaN stays NaN).
+
+    Dividing an integer by an exact power of ten gives the double nearest the decimal,
+    so the numbers print short (1032.45, not 1032.4500000000001).
+    """
+    a = np.asarray(a, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mag = np.floor(np.log10(np.abs(a)))
+    k = np.where(np.isfinite(mag), digits - 1 - mag, 0).astype(int)
+    up = np.clip(k, 0, 22)
+    down = np.clip(-k, 0, 22)
+    return np.round(a * 10.0**up / 10.0**down) * 10.0**down / 10.0**up
 
 
 def _clean(v: Any) -> Any:

@@ -20,13 +20,13 @@ A state file that cannot be read or fails validation stops the run with
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pandas as pd
 from pydantic import ValidationError
 
@@ -37,14 +37,15 @@ from engine.step import StepResult
 TRADE_COLUMNS = list(Fill.model_fields)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -65,50 +66,55 @@ def atomic_write_parquet(path: Path, frame: pd.DataFrame) -> None:
         raise
 
 
-def _scalar(x: Any) -> Any:
-    """NaN and infinities become null; numpy scalars and timestamps become JSON values."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
+_ORJSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def _default(x: Any) -> Any:
     if isinstance(x, pd.Timestamp):
         return x.date().isoformat()
-    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
-        return _scalar(x.item())
-    return x
+    if hasattr(x, "item"):  # numpy scalars
+        return x.item()
+    raise TypeError(f"cannot write a {type(x).__name__} to JSON")
 
 
 def dumps(record: Any) -> bytes:
     """JSON for humans reading diffs: nested blocks indented, and every object or list that
-    holds only plain values (an asset's figures, a fill, an order) on one line."""
-    return (_format(record, 0) + "\n").encode("utf-8")
+    holds only plain values (an asset's figures, a fill, an order) on one line. NaN and
+    infinities are written as null."""
+    return _format(record, 0) + b"\n"
 
 
 _NESTED = (dict, list, tuple)
 
 
-def _format(x: Any, depth: int) -> str:
+def _format(x: Any, depth: int) -> bytes:
     if isinstance(x, dict):
         if depth > 0 and not any(isinstance(v, _NESTED) for v in x.values()):
-            return _dump({str(k): _scalar(v) for k, v in x.items()})
+            return _dump(x)
         if not x:
-            return "{}"
-        pad, inner = " " * depth, " " * (depth + 1)
-        items = [f"{inner}{_dump(str(k))}: {_format(v, depth + 1)}" for k, v in x.items()]
-        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+            return b"{}"
+        pad, inner = b" " * depth, b" " * (depth + 1)
+        items = [inner + _dump(str(k)) + b": " + _format(v, depth + 1) for k, v in x.items()]
+        return b"{\n" + b",\n".join(items) + b"\n" + pad + b"}"
     if isinstance(x, (list, tuple)):
         if not any(isinstance(v, _NESTED) for v in x):
-            return _dump([_scalar(v) for v in x])
-        pad, inner = " " * depth, " " * (depth + 1)
-        return "[\n" + ",\n".join(f"{inner}{_format(v, depth + 1)}" for v in x) + "\n" + pad + "]"
-    return _dump(_scalar(x))
+            return _dump(x)
+        pad, inner = b" " * depth, b" " * (depth + 1)
+        return b"[\n" + b",\n".join(inner + _format(v, depth + 1) for v in x) + b"\n" + pad + b"]"
+    return _dump(x)
 
 
-def _dump(x: Any) -> str:
-    return json.dumps(x, ensure_ascii=False, allow_nan=False)
+def _dump(x: Any) -> bytes:
+    return orjson.dumps(x, default=_default, option=_ORJSON)
 
 
 class StateStore:
-    def __init__(self, root: Path):
+    """The state folder. ``durable`` flushes every file to disk before renaming it (live
+    runs); a backtest may skip it for the decision files, which a resumed run rewrites."""
+
+    def __init__(self, root: Path, durable: bool = True):
         self.root = Path(root)
+        self.durable = durable
 
     @property
     def portfolio_path(self) -> Path:
@@ -177,7 +183,7 @@ class StateStore:
         if results:
             dates = {r.date for r in results}
             for r in results:
-                atomic_write_bytes(self.decision_path(r.date), dumps(r.record))
+                atomic_write_bytes(self.decision_path(r.date), dumps(r.record), durable=self.durable)
 
             fills = [f.model_dump() for r in results for f in r.fills]
             new_trades = pd.DataFrame(fills, columns=TRADE_COLUMNS)
