@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -112,14 +113,22 @@ class Indicators:
     def index(self) -> pd.DatetimeIndex:
         return self.returns_eur.index  # type: ignore[return-value]
 
-    @property
+    @cached_property
     def tickers(self) -> list[str]:
         return list(self._tickers)
 
-    @property
+    @cached_property
     def names(self) -> list[str]:
         """The indicator names, in the column order of :meth:`at`."""
         return list(self._names)
+
+    @cached_property
+    def returns_matrix(self) -> np.ndarray:
+        """``returns_eur`` as a read-only array, NaN as 0 (a missing return: no move)."""
+        r = self.returns_eur.to_numpy(dtype=float)
+        r = np.where(np.isnan(r), 0.0, r)
+        r.setflags(write=False)
+        return r
 
     def row_position(self, d: object) -> int:
         """Position of the last index row on or before date `d`; -1 if `d` is before the first."""

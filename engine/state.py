@@ -23,6 +23,7 @@ import json
 import os
 import tempfile
 from collections.abc import Sequence
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +88,13 @@ def dumps(record: Any) -> bytes:
 _NESTED = (dict, list, tuple)
 
 
+def _flat(values: Any) -> bool:
+    return not any(map(isinstance, values, repeat(_NESTED)))
+
+
 def _format(x: Any, depth: int) -> bytes:
     if isinstance(x, dict):
-        if depth > 0 and not any(isinstance(v, _NESTED) for v in x.values()):
+        if depth > 0 and _flat(x.values()):
             return _dump(x)
         if not x:
             return b"{}"
@@ -97,7 +102,7 @@ def _format(x: Any, depth: int) -> bytes:
         items = [inner + _dump(str(k)) + b": " + _format(v, depth + 1) for k, v in x.items()]
         return b"{\n" + b",\n".join(items) + b"\n" + pad + b"}"
     if isinstance(x, (list, tuple)):
-        if not any(isinstance(v, _NESTED) for v in x):
+        if _flat(x):
             return _dump(x)
         pad, inner = b" " * depth, b" " * (depth + 1)
         return b"[\n" + b",\n".join(inner + _format(v, depth + 1) for v in x) + b"\n" + pad + b"]"

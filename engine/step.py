@@ -82,10 +82,6 @@ class StepResult:
     record: dict[str, Any]
 
 
-def _row(frame: pd.DataFrame, i: int) -> dict[str, float]:
-    return dict(zip(frame.columns, frame.iloc[i].to_numpy(dtype=float), strict=True))
-
-
 def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx: StepContext) -> StepResult:
     cfg = ctx.config
     try:
@@ -93,13 +89,14 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
     except KeyError:
         raise DataUnavailable(f"{d.date()} is not in the market data ({market.index[0].date()}..{market.index[-1].date()})") from None
     day = d.date()
-    fx = float(market.fx_eurusd.iat[i])
+    rows = market.rows
+    fx = float(rows.fx_eurusd[i])
     if not (math.isfinite(fx) and fx > 0):
         raise DataUnavailable(f"no EURUSD rate for {day}: cannot value USD assets")
 
     # 1-2. corporate actions before the open, then the fills at the open.
-    p, ca_fills = corporate_actions(p, day, _row(market.dividends, i), _row(market.splits, i), fx, ctx.instruments)
-    ex = execute_pending(p, day, _row(market.open, i), fx, ctx.instruments, ctx.costs, cfg.portfolio.whole_shares)
+    p, ca_fills = corporate_actions(p, day, rows.at("dividends", i), rows.at("splits", i), fx, ctx.instruments)
+    ex = execute_pending(p, day, rows.at("open", i), fx, ctx.instruments, ctx.costs, cfg.portfolio.whole_shares)
     p = ex.portfolio
     fills = ca_fills + ex.fills
 
@@ -124,8 +121,9 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
             if b.ticker in prices_eur:
                 benchmarks[b.key] = BenchmarkHolding(ticker=b.ticker, units=p.starting_capital_eur / prices_eur[b.ticker])
     else:
+        dividends = rows.at("dividends", i)
         for key, h in benchmarks.items():
-            div = float(market.dividends.iat[i, market.dividends.columns.get_loc(h.ticker)]) if h.ticker in market.dividends.columns else 0.0
+            div = dividends.get(h.ticker, 0.0)
             if div > 0:
                 inst = ctx.instruments[h.ticker]
                 amount = h.units * div / fx if inst.currency == "USD" else h.units * div
@@ -139,9 +137,10 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
 
     # 4. risk figures as of D and the brief.
     lookback = cfg.risk.lookback_sessions
-    window = ind.returns_eur.iloc[max(0, i - lookback + 1) : i + 1]
-    r_tickers = list(window.columns)
-    returns = window.to_numpy(dtype=float)
+    # The risk window ending at D (rows of the indicators are the market's dates).
+    j = ind.row_position(d)
+    returns = ind.returns_matrix[max(0, j - lookback + 1) : j + 1]
+    r_tickers = ind.tickers
     weights = np.array([val.values_eur.get(t, 0.0) / nav for t in r_tickers]) if nav > 0 else np.zeros(len(r_tickers))
     cvar_now = float(portfolio_cvar(returns, weights, cfg.risk.cvar_level)) if len(returns) >= 20 else float("nan")
     limits = Limits.for_drawdown(cfg.guardrails, drawdown)
@@ -336,7 +335,6 @@ def _recent(returns: np.ndarray, tickers: list[str]) -> dict[str, dict[str, floa
     r = returns[-RECENT_SESSIONS:]
     if len(r) < 2:
         return {}
-    r = np.nan_to_num(r, nan=0.0)
     path = np.cumprod(1 + r, axis=0)
     dd = (path / np.maximum.accumulate(path, axis=0) - 1).min(axis=0)
     ret = path[-1] - 1

@@ -10,8 +10,10 @@ EUR) converts USD prices to EUR: ``price_eur = price_usd / fx_eurusd``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 IssueKind = Literal["missing", "empty", "nan_bars", "stale", "jump", "fx", "filled"]
@@ -43,6 +45,18 @@ class DataIssue:
 
 
 @dataclass(frozen=True)
+class _Rows:
+    tickers: list[str]
+    open: np.ndarray
+    dividends: np.ndarray
+    splits: np.ndarray
+    fx_eurusd: np.ndarray
+
+    def at(self, name: str, i: int) -> dict[str, float]:
+        return dict(zip(self.tickers, getattr(self, name)[i].tolist(), strict=True))
+
+
+@dataclass(frozen=True)
 class MarketData:
     open: pd.DataFrame
     high: pd.DataFrame
@@ -55,6 +69,17 @@ class MarketData:
     source: str
     synthetic: bool
     issues: tuple[DataIssue, ...] = field(default=())
+
+    @cached_property
+    def rows(self) -> _Rows:
+        """The frames as NumPy arrays, for reading one date at a time in a loop."""
+        return _Rows(
+            tickers=list(self.close.columns),
+            open=self.open.to_numpy(dtype=float),
+            dividends=self.dividends.to_numpy(dtype=float),
+            splits=self.splits.to_numpy(dtype=float),
+            fx_eurusd=self.fx_eurusd.to_numpy(dtype=float),
+        )
 
     @property
     def index(self) -> pd.DatetimeIndex:

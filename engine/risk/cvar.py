@@ -123,7 +123,9 @@ def _portfolio_returns(returns_matrix: np.ndarray, weights: np.ndarray) -> np.nd
     w = np.asarray(weights, dtype=float).ravel()
     if r.ndim != 2 or r.shape[1] != w.size:
         raise ValueError(f"returns_matrix must be T x {w.size}, got shape {r.shape}")
-    return np.nan_to_num(r, nan=0.0) @ w
+    if np.isnan(r).any():
+        r = np.where(np.isnan(r), 0.0, r)
+    return r @ w
 
 
 def portfolio_var(

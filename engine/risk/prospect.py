@@ -27,6 +27,11 @@ def prospect_value(
         raise ValueError("alpha and beta must be positive")
     if loss_aversion <= 0:
         raise ValueError("loss_aversion must be positive")
+    if isinstance(x, (float, int)):  # the daily step values one position at a time
+        xf = float(x)
+        if xf != xf:
+            return math.nan
+        return xf**alpha if xf >= 0 else -loss_aversion * (-xf) ** beta
     arr = np.asarray(x, dtype=float)
     magnitude = np.abs(arr)
     # Both branches on |x|: a negative base to a fractional power would be NaN.
