@@ -93,6 +93,41 @@ def build_parser() -> argparse.ArgumentParser:
     daily.add_argument("--date", type=_date, help="session date D (default: today, UTC)")
     daily.add_argument("--seed", type=int, default=42, help="seed of the demo market (with --source demo)")
     common(daily)
+
+    bt = sub.add_parser(
+        "backtest",
+        help="replay the daily step over a date range and judge it against buy-and-hold",
+        description="Replay the daily step over every session from START to END into OUT/state/, then write "
+        "OUT/metrics.json (strategy, benchmarks, verdict on the null hypothesis) and OUT/charts/. "
+        "An interrupted backtest resumes where it stopped.",
+    )
+    bt.add_argument("--source", choices=("demo", "yahoo"), default="demo", help="market data source (default demo)")
+    bt.add_argument("--start", type=_date, required=True, help="first session (YYYY-MM-DD)")
+    bt.add_argument("--end", type=_date, required=True, help="last session (YYYY-MM-DD)")
+    bt.add_argument("--out", type=Path, required=True, help="output folder")
+    bt.add_argument("--seed", type=int, default=42, help="seed of the demo market (default 42)")
+    bt.add_argument("--blind", action="store_true",
+                    help="llm only: hide tickers, names and dates from the model and rebase prices")
+    bt.add_argument("--budget-usd", type=float, help="llm only: stop the run before its LLM spending exceeds this")
+    bt.add_argument("--no-charts", action="store_true", help="skip the charts")
+    common(bt)
+
+    sw = sub.add_parser(
+        "sweep",
+        help="run a grid of backtests in parallel processes and compare them",
+        description="Every combination of --policies x --seeds x --windows (x --models for llm) as its own "
+        "backtest under OUT/<name>/, in parallel processes; then OUT/comparison.csv and a table.",
+    )
+    sw.add_argument("--out", type=Path, required=True, help="output folder")
+    sw.add_argument("--policies", default="rules,hold", help="comma-separated (default rules,hold)")
+    sw.add_argument("--seeds", default="42", help="comma-separated demo seeds (default 42)")
+    sw.add_argument("--windows", default="2016-01-04:2025-12-31",
+                    help="comma-separated START:END windows (default 2016-01-04:2025-12-31)")
+    sw.add_argument("--models", default="", help="comma-separated models for the llm policy")
+    sw.add_argument("--source", choices=("demo", "yahoo"), default="demo")
+    sw.add_argument("--jobs", type=_positive_int, default=os.cpu_count() or 1, help="parallel processes (default: cores)")
+    sw.add_argument("--config", type=Path, help="a TOML file whose keys override the defaults")
+    sw.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="cache folder shared by the runs")
     return parser
 
 
@@ -112,6 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_demo(args)
         if args.command == "daily":
             return cmd_daily(args)
+        if args.command == "backtest":
+            return cmd_backtest(args)
+        if args.command == "sweep":
+            return cmd_sweep(args)
     except EngineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -142,8 +181,10 @@ def _source(name: str, seed: int, cfg: Config, cache: Path | None):
     )
 
 
-def _policy(args: argparse.Namespace, cfg: Config):
+def _policy(args: argparse.Namespace, cfg: Config, blind=None, run_budget_usd: float | None = None):
     if args.policy != "llm":
+        if blind is not None or run_budget_usd is not None:
+            raise ConfigError("--blind and --budget-usd apply to --policy llm only")
         return make_policy(args.policy, cfg)
     key = os.environ.get("OPENAI_API_KEY", "").strip()
     if not key:
@@ -157,7 +198,12 @@ def _policy(args: argparse.Namespace, cfg: Config):
 
     client = ChatClient(api_key=key, base_url=os.environ.get("OPENAI_BASE_URL") or None, settings=cfg.llm)
     cache = ResponseCache(args.cache / "llm" if args.cache else None)
-    return LLMPolicy(cfg, client, cache, model=args.model)
+    if blind is None:
+        return LLMPolicy(cfg, client, cache, model=args.model, run_budget_usd=run_budget_usd)
+    from engine.llm.blind import BlindPolicy
+
+    inner = LLMPolicy(blind.config, client, cache, model=args.model, scrub=blind.scrub, run_budget_usd=run_budget_usd)
+    return BlindPolicy(inner, blind)
 
 
 def _source_label(name: str, seed: int) -> str:
@@ -188,32 +234,60 @@ def _open_state(store: StateStore, cfg: Config, label: str) -> Portfolio:
     return p
 
 
+def _progress_text(r: StepResult) -> str:
+    text = f"{r.date.date()}  NAV {r.equity['nav_eur']:,.2f} EUR"
+    llm = r.portfolio.llm
+    if llm.calls or llm.cache_hits:
+        text += (f"  LLM calls {llm.calls}, cache hits {llm.cache_hits}, "
+                 f"{llm.prompt_tokens + llm.completion_tokens:,} tokens, {llm.cost_usd:.4f} USD")
+    return text
+
+
 def _run_and_save(
     store: StateStore, p: Portfolio, sessions: pd.DatetimeIndex, market: MarketData, ctx: StepContext,
     progress: bool, checkpoint: int = 250,
 ) -> tuple[Portfolio, list[StepResult]]:
+    """Run the sessions not done yet, saving every `checkpoint` sessions; whatever stops
+    the run (a budget, Ctrl-C, an error), the sessions completed before it are saved."""
     from engine.indicators import compute_indicators
 
     check_data(market, p, ctx.config)
     ind = compute_indicators(market, ctx.config)
     todo = [d for d in sessions if p.as_of is None or d.date() > p.as_of]
     done: list[StepResult] = []
-    if progress and len(todo) > 1:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    unsaved: list[StepResult] = []
+    bar = None
 
-        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[day]}"), TimeRemainingColumn())
-        with Progress(*columns, transient=False) as bar:
+    def on_step(r: StepResult) -> None:
+        unsaved.append(r)
+        if bar is not None:
+            bar.update(task, advance=1, day=_progress_text(r))
+
+    try:
+        if progress and len(todo) > 1:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TimeRemainingColumn(), TextColumn("{task.fields[day]}"))
+            bar = Progress(*columns, transient=False)
+            bar.start()
             task = bar.add_task("sessions", total=len(todo), day="")
-            for chunk_start in range(0, len(todo), checkpoint):
-                chunk = todo[chunk_start : chunk_start + checkpoint]
-                p, results = run(p, chunk, market, ind, ctx,
-                                 on_step=lambda r: bar.update(task, advance=1, day=f"{r.date.date()}  NAV {r.equity['nav_eur']:,.2f} EUR"))
-                store.save(p, results)
-                done += results
-    else:
-        p, done = run(p, todo, market, ind, ctx)
-        store.save(p, done)
+        for chunk_start in range(0, len(todo), checkpoint):
+            p, _ = run(p, todo[chunk_start : chunk_start + checkpoint], market, ind, ctx, on_step=on_step)
+            store.save(p, unsaved)
+            done += unsaved
+            unsaved = []
+        if not todo:
+            store.save(p, [])
+    except BaseException:
+        if unsaved:
+            store.save(unsaved[-1].portfolio, unsaved)
+            log.warning("stopped after %s: the %d sessions before it are saved", unsaved[-1].date.date(),
+                        len(done) + len(unsaved))
+        raise
+    finally:
+        if bar is not None:
+            bar.stop()
     return p, done
 
 
@@ -324,3 +398,157 @@ def cmd_daily(args: argparse.Namespace) -> int:
     if fallback:
         print(f"{d.date()}: the decision was an explicit HOLD: {fallback}")
     return 0
+
+
+# --- backtest --------------------------------------------------------------------
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from engine.backtest.evaluate import evaluate
+
+    cfg = load_config(args.config)
+    if args.end < args.start:
+        raise ConfigError(f"--end {args.end.date()} is before --start {args.start.date()}")
+    codes = _calendar_codes(cfg)
+    sessions = calendars.union_sessions(codes, args.start, args.end)
+    if len(sessions) < 2:
+        raise ConfigError(f"{args.start.date()}..{args.end.date()} holds {len(sessions)} session(s): need at least 2")
+    label = _source_label(args.source, args.seed)
+    store = StateStore(args.out / "state", durable=False)
+    p = _open_state(store, cfg, label)
+    if p.inception is not None and p.inception != sessions[0].date():
+        raise StateCorrupt(f"{store.root} is a backtest that began on {p.inception}, not {sessions[0].date()}: "
+                           "use a new --out")
+    market = _load_market(_source(args.source, args.seed, cfg, args.cache), cfg, sessions[0], sessions[-1])
+    sessions = sessions[sessions.isin(market.index)]
+
+    model = args.model or cfg.llm.model
+    cutoff = cfg.llm.knowledge_cutoff.get(model) if args.policy == "llm" else None
+    in_sample = bool(cutoff and sessions[0].date() <= cutoff and not args.blind)
+    blind = None
+    if args.blind:
+        if args.policy != "llm":
+            raise ConfigError("--blind applies to --policy llm only")
+        from engine.llm.blind import Blind
+
+        anchors = market.close.ffill().loc[sessions[0]].to_dict()
+        blind = Blind(cfg, anchors)
+    policy = _policy(args, cfg, blind=blind, run_budget_usd=args.budget_usd)
+    run_info = {
+        "policy": args.policy, "model": model if args.policy == "llm" else None, "source": label,
+        "synthetic": args.source == "demo", "start": sessions[0].date().isoformat(),
+        "end": sessions[-1].date().isoformat(), "sessions": len(sessions), "blind": args.blind,
+        "knowledge_cutoff": cutoff.isoformat() if cutoff else None, "in_sample": in_sample,
+        "budget_usd": args.budget_usd,
+    }
+    print(f"almost surely backtest: {run_info['start']} .. {run_info['end']}, {len(sessions)} sessions, "
+          f"policy {args.policy}" + (f" ({model}{', blind' if args.blind else ''})" if args.policy == "llm" else "")
+          + f", source {label}" + (" (SYNTHETIC)" if args.source == "demo" else ""))
+    if in_sample:
+        print(f"IN-SAMPLE: the run starts before {model}'s knowledge cutoff ({cutoff}); the model may remember "
+              "what happened. Use --blind or a later window for an out-of-sample test.")
+    ctx = StepContext(config=cfg, policy=policy, source=label, synthetic=args.source == "demo")
+    p, done = _run_and_save(store, p, sessions, market, ctx, progress=True)
+    metrics = evaluate(store, market, cfg, run_info, args.out, charts=not args.no_charts)
+    _print_metrics(metrics)
+    print(f"metrics: {args.out / 'metrics.json'}" + ("" if args.no_charts else f"; charts: {args.out / 'charts'}"))
+    return 0
+
+
+def _print_metrics(metrics: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from engine.report.charts import LABELS
+
+    run_info = metrics["run"]
+    table = Table(title=f"{run_info['start']} .. {run_info['end']}, {run_info['sessions']} sessions, EUR"
+                  + (" (SYNTHETIC market)" if run_info.get("synthetic") else ""))
+    table.add_column("", no_wrap=True)
+    cols = [("final_nav_eur", "NAV EUR", "{:,.2f}"), ("cagr", "CAGR", "{:+.2%}"), ("volatility_ann", "vol", "{:.1%}"),
+            ("sharpe", "Sharpe", "{:.2f}"), ("max_drawdown", "max DD", "{:.1%}"), ("cvar_95", "CVaR 95", "{:.2%}")]
+    for _, head, _ in cols:
+        table.add_column(head, justify="right", no_wrap=True)
+    rows = [(f"Strategy ({run_info['policy']})", metrics["strategy"])]
+    rows += [(LABELS.get(k, k), m) for k, m in metrics["benchmarks"].items()]
+    for name, m in rows:
+        cells = []
+        for key, _, fmt in cols:
+            v = m.get(key)
+            cells.append("n/a" if v is None else fmt.format(v))
+        table.add_row(name, *cells)
+    Console(width=None if sys.stdout.isatty() else 120).print(table)
+    if "verdict" in metrics:
+        print("Verdict:", metrics["verdict"]["sentence"])
+
+
+# --- sweep -----------------------------------------------------------------------
+
+
+def _sweep_one(argv: list[str]) -> tuple[list[str], int, str]:
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return argv, code, err.getvalue().strip().splitlines()[-1] if err.getvalue().strip() else ""
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import json
+    from concurrent.futures import ProcessPoolExecutor
+
+    policies = [x for x in args.policies.split(",") if x]
+    seeds = [int(x) for x in args.seeds.split(",") if x]
+    models = [x for x in args.models.split(",") if x] or [None]
+    windows = []
+    for w in args.windows.split(","):
+        try:
+            a, b = w.split(":")
+            windows.append((_date(a), _date(b)))
+        except (ValueError, argparse.ArgumentTypeError):
+            raise ConfigError(f"--windows: expected START:END dates, got {w!r}") from None
+    for pol in policies:
+        if pol not in POLICIES:
+            raise ConfigError(f"--policies: unknown policy {pol!r}")
+    jobs: list[tuple[str, list[str]]] = []
+    for pol in policies:
+        for model in (models if pol == "llm" else [None]):
+            for seed in (seeds if args.source == "demo" else [0]):
+                for start, end in windows:
+                    name = f"{pol}{'-' + model if model else ''}-seed{seed}-{start.date()}-{end.date()}"
+                    argv = ["backtest", "--source", args.source, "--policy", pol, "--start", str(start.date()),
+                            "--end", str(end.date()), "--out", str(args.out / name), "--seed", str(seed),
+                            "--no-charts", "--cache", str(args.cache)]
+                    if model:
+                        argv += ["--model", model]
+                    if args.config:
+                        argv += ["--config", str(args.config)]
+                    jobs.append((name, argv))
+    print(f"sweep: {len(jobs)} backtests on {args.jobs} process(es) into {args.out}")
+    failed = 0
+    rows = []
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        for (name, _), (_, code, last) in zip(jobs, pool.map(_sweep_one, [a for _, a in jobs]), strict=True):
+            if code != 0:
+                failed += 1
+                print(f"  {name}: FAILED ({last})")
+                continue
+            m = json.loads((args.out / name / "metrics.json").read_text())
+            s, v = m["strategy"], m.get("verdict", {})
+            spy = m["benchmarks"].get("buy_and_hold_spy", {})
+            rows.append({"run": name, "policy": m["run"]["policy"], "model": m["run"]["model"] or "",
+                         "start": m["run"]["start"], "end": m["run"]["end"],
+                         "cagr": s["cagr"], "sharpe": s["sharpe"], "max_drawdown": s["max_drawdown"],
+                         "cvar_95": s["cvar_95"], "spy_cagr": spy.get("cagr"),
+                         "excess_ann": v.get("mean_excess_ann"), "p_value": v.get("p_value")})
+            print(f"  {name}: done")
+    if rows:
+        frame = pd.DataFrame(rows)
+        args.out.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(args.out / "comparison.csv", index=False)
+        with pd.option_context("display.width", 200, "display.max_columns", 20):
+            print(frame.drop(columns=["start", "end"]).to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+        print(f"comparison: {args.out / 'comparison.csv'}")
+    return 1 if failed else 0

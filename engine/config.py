@@ -7,6 +7,7 @@ Code receives a frozen :class:`Config`; nothing else reads the TOML.
 
 from __future__ import annotations
 
+import datetime as dt
 import tomllib
 from functools import cached_property
 from importlib import resources
@@ -109,6 +110,7 @@ class LLMConfig(_Frozen):
     response_format: Literal["json_schema", "json_object", "text"] = "json_schema"
     daily_budget_usd: float = Field(ge=0)
     prices_usd_per_million_tokens: dict[str, TokenPrice] = {}
+    knowledge_cutoff: dict[str, dt.date] = {}
 
     def cost_usd(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
         """What a call costs, from the price table; None for a model without a price."""

@@ -15,11 +15,13 @@ response cache makes a replay free.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import openai
 
 from engine.config import Config
+from engine.errors import BudgetExceeded
 from engine.decision import Brief, Decision
 from engine.llm.brief import estimate_tokens, render_brief
 from engine.llm.cache import ResponseCache, request_key
@@ -46,8 +48,19 @@ class LLMPolicy:
     name = "llm"
     wants_correlation = True
 
-    def __init__(self, config: Config, client: ChatClient, cache: ResponseCache, model: str | None = None):
+    def __init__(
+        self,
+        config: Config,
+        client: ChatClient,
+        cache: ResponseCache,
+        model: str | None = None,
+        scrub: Callable[[str], str] | None = None,
+        run_budget_usd: float | None = None,
+    ):
         self.cfg = config
+        self.scrub = scrub  # applied to the rendered brief (blind mode)
+        self.run_budget_usd = run_budget_usd  # for a whole backtest: stop before overspending
+        self.spent_usd = 0.0
         self.client = client
         self.cache = cache
         self.model = model or config.llm.model
@@ -56,6 +69,8 @@ class LLMPolicy:
 
     def decide(self, brief: Brief) -> PolicyAnswer:
         user = render_brief(brief, self.cfg)
+        if self.scrub is not None:
+            user = self.scrub(user)
         messages = [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
         s = self.cfg.llm
         usage: dict[str, Any] = {
@@ -135,6 +150,11 @@ class LLMPolicy:
             note = f"no price for model {self.model} in the config: its cost is not counted and the budget not enforced"
             if note not in notes:
                 notes.append(note)
+        elif self.run_budget_usd is not None and self.spent_usd + est_cost > self.run_budget_usd:
+            raise BudgetExceeded(
+                f"the run's LLM budget of {self.run_budget_usd:g} USD would be exceeded "
+                f"(spent {self.spent_usd:.4f}, the next call may cost up to {est_cost:.4f}): stopped before it"
+            )
         elif usage["cost_usd"] + est_cost > s.daily_budget_usd:
             raise _Stop(
                 f"the daily LLM budget of {s.daily_budget_usd:.2f} USD would be exceeded "
@@ -154,6 +174,7 @@ class LLMPolicy:
         usage["completion_tokens"] += c.completion_tokens
         cost = s.cost_usd(self.model, c.prompt_tokens, c.completion_tokens)
         usage["cost_usd"] = round(usage["cost_usd"] + (cost or 0.0), 6)
+        self.spent_usd += cost or 0.0
         usage["response_format"] = c.response_format
         usage["answer_model"] = c.model
         self.cache.put(key, c.as_dict())
