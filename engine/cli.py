@@ -248,12 +248,15 @@ def _run_and_save(
     progress: bool, checkpoint: int = 250,
 ) -> tuple[Portfolio, list[StepResult]]:
     """Run the sessions not done yet, saving every `checkpoint` sessions; whatever stops
-    the run (a budget, Ctrl-C, an error), the sessions completed before it are saved."""
+    the run (a budget, Ctrl-C, an error), the sessions completed before it are saved.
+    Long runs save on a second core (BackgroundSaver) while the loop goes on."""
     from engine.indicators import compute_indicators
+    from engine.state import BackgroundSaver
 
     check_data(market, p, ctx.config)
     ind = compute_indicators(market, ctx.config)
     todo = [d for d in sessions if p.as_of is None or d.date() > p.as_of]
+    saver = BackgroundSaver(store) if len(todo) > checkpoint else store
     done: list[StepResult] = []
     unsaved: list[StepResult] = []
     bar = None
@@ -274,20 +277,22 @@ def _run_and_save(
             task = bar.add_task("sessions", total=len(todo), day="")
         for chunk_start in range(0, len(todo), checkpoint):
             p, _ = run(p, todo[chunk_start : chunk_start + checkpoint], market, ind, ctx, on_step=on_step)
-            store.save(p, unsaved)
+            saver.save(p, unsaved)
             done += unsaved
             unsaved = []
         if not todo:
-            store.save(p, [])
+            saver.save(p, [])
     except BaseException:
         if unsaved:
-            store.save(unsaved[-1].portfolio, unsaved)
+            saver.save(unsaved[-1].portfolio, unsaved)
             log.warning("stopped after %s: the %d sessions before it are saved", unsaved[-1].date.date(),
                         len(done) + len(unsaved))
         raise
     finally:
         if bar is not None:
             bar.stop()
+        if saver is not store:
+            saver.close()
     return p, done
 
 

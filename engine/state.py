@@ -206,3 +206,52 @@ class StateStore:
             new_equity = new_equity.sort_values("date").reset_index(drop=True)
             atomic_write_parquet(self.equity_path, new_equity)
         atomic_write_bytes(self.portfolio_path, dumps(portfolio.model_dump(mode="json")))
+
+
+class BackgroundSaver:
+    """Saves on a second core while the loop goes on (a backtest's records are heavy).
+
+    ``save`` hands the work to a forked process and returns at once; saves are done in
+    the order given, each exactly like :meth:`StateStore.save` (portfolio.json last).
+    ``close`` waits for all of them and re-raises the first failure. The process ignores
+    Ctrl-C so that an interrupted run still completes the saves it was given.
+    """
+
+    def __init__(self, store: StateStore):
+        import multiprocessing as mp
+
+        ctx = mp.get_context("fork")
+        self.store = store
+        self._jobs = ctx.Queue()
+        self._errors = ctx.Queue()
+        self._proc = ctx.Process(target=_saver_loop, args=(store.root, store.durable, self._jobs, self._errors),
+                                 daemon=True)
+        self._proc.start()
+
+    def save(self, portfolio: Portfolio, results: Sequence[StepResult]) -> None:
+        self._jobs.put((portfolio, list(results)))
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._proc.join()
+        if not self._errors.empty():
+            kind, message = self._errors.get()
+            raise (StateCorrupt(message) if kind == "StateCorrupt" else OSError(message))
+        if self._proc.exitcode not in (0, None):
+            raise OSError(f"the state writer died (exit code {self._proc.exitcode})")
+
+
+def _saver_loop(root: Path, durable: bool, jobs: Any, errors: Any) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    store = StateStore(root, durable=durable)
+    failed = False
+    while (job := jobs.get()) is not None:
+        if failed:
+            continue  # never write past a failed save: the state stays at the last good one
+        try:
+            store.save(*job)
+        except Exception as exc:  # reported to the parent, which raises it
+            failed = True
+            errors.put((type(exc).__name__, str(exc)))

@@ -149,3 +149,47 @@ def test_missing_portfolio_next_to_existing_history_is_not_a_fresh_start(tmp_pat
     store.portfolio_path.unlink()
     with pytest.raises(StateCorrupt, match="refusing to start over"):
         store.load()
+
+
+def _long_run(config, demo_market, store, policy, checkpoint=20):
+    from engine.cli import _run_and_save
+
+    idx = demo_market.index
+    sessions = idx[(idx >= pd.Timestamp("2024-01-02")) & (idx <= pd.Timestamp("2024-03-28"))]
+    ctx = StepContext(config=config, policy=policy, source="demo seed=7", synthetic=True)
+    return _run_and_save(store, Portfolio.initial(10_000, "demo seed=7"), sessions, demo_market, ctx,
+                         progress=False, checkpoint=checkpoint)
+
+
+def test_the_background_saver_writes_the_same_state_as_saving_inline(tmp_path, config, demo_market):
+    bg = StateStore(tmp_path / "bg", durable=False)
+    _long_run(config, demo_market, bg, RulesPolicy(config), checkpoint=20)  # 60 sessions: background
+    inline = StateStore(tmp_path / "inline", durable=False)
+    _long_run(config, demo_market, inline, RulesPolicy(config), checkpoint=1000)  # one inline save
+    assert snapshot(tmp_path / "bg") == snapshot(tmp_path / "inline")
+
+
+def test_an_interrupted_long_run_keeps_every_session_before_the_interruption(tmp_path, config, demo_market):
+    class Interrupting(RulesPolicy):
+        n = 0
+
+        def decide(self, brief):
+            Interrupting.n += 1
+            if Interrupting.n == 45:
+                raise KeyboardInterrupt
+            return super().decide(brief)
+
+    store = StateStore(tmp_path / "state", durable=False)
+    with pytest.raises(KeyboardInterrupt):
+        _long_run(config, demo_market, store, Interrupting(config), checkpoint=20)
+    assert len(store.equity()) == 44
+    assert store.load().as_of == pd.Timestamp(store.equity()["date"].iloc[-1]).date()
+
+
+def test_a_failed_background_save_is_raised_and_nothing_is_written_past_it(tmp_path, config, demo_market):
+    store = StateStore(tmp_path / "state", durable=False)
+    store.root.mkdir(parents=True)
+    store.equity_path.write_bytes(b"not parquet")  # the first save will refuse to go on
+    with pytest.raises(StateCorrupt, match="equity.parquet"):
+        _long_run(config, demo_market, store, RulesPolicy(config), checkpoint=20)
+    assert not store.portfolio_path.exists()
