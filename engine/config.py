@@ -76,6 +76,13 @@ class GuardrailsConfig(_Frozen):
     drawdown_limit: float = Field(gt=0, lt=1)
     drawdown_floor: float = Field(ge=0, le=1)
     drawdown_power: float = Field(ge=1)
+    drawdown_peak_half_life_sessions: int = Field(ge=0)
+
+    @property
+    def peak_fade(self) -> float:
+        """Per-session factor applied to the high-water mark (1.0: it never fades)."""
+        h = self.drawdown_peak_half_life_sessions
+        return 0.5 ** (1 / h) if h > 0 else 1.0
     trim_tolerance: float = Field(ge=0, lt=1)
     cvar_trim_tolerance: float = Field(ge=0, lt=1)
 

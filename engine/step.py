@@ -132,7 +132,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
         key: h.units * prices_eur[h.ticker] + h.cash_eur if h.ticker in prices_eur else float("nan")
         for key, h in benchmarks.items()
     }
-    peak = max(p.nav_peak_eur, nav)
+    peak = max(p.nav_peak_eur * cfg.guardrails.peak_fade if p.as_of is not None else p.nav_peak_eur, nav)
     drawdown = nav / peak - 1 if peak > 0 else 0.0
 
     # 4. risk figures as of D and the brief.

@@ -182,3 +182,17 @@ def test_bad_data_on_a_held_asset_stops_the_run_but_is_skipped_when_not_needed(c
     )
     with pytest.raises(DataUnavailable, match="KER.PA .stale: no bar for 2024-12-31"):
         check_data(broken, held, config)
+
+
+def test_a_fading_high_water_mark_lets_an_old_drawdown_heal(config, demo_market):
+    faded = config.with_overrides(guardrails={"drawdown_peak_half_life_sessions": 20})
+    ind = compute_indicators(demo_market, config)
+    sessions = _sessions(demo_market, "2024-06-03", "2024-09-30")
+    peak_high = Portfolio.initial(10_000).model_copy(update={"nav_peak_eur": 20_000.0})  # a 50% drawdown
+    _, fixed = run(peak_high, sessions, demo_market, ind, _ctx(config, HoldPolicy()))
+    _, fading = run(peak_high, sessions, demo_market, ind, _ctx(faded, HoldPolicy()))
+    assert fixed[-1].equity["drawdown"] == pytest.approx(-0.5)  # the all-time peak never forgets
+    # A 20-session half-life halves the mark in 20 sessions: the 50% drawdown heals.
+    assert fading[5].equity["drawdown"] < fading[15].equity["drawdown"] < 0
+    assert fading[25].equity["drawdown"] == pytest.approx(0.0)
+    assert fading[-1].equity["drawdown"] == pytest.approx(0.0)
