@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"sessions to simulate (default {DEFAULT_DEMO_SESSIONS}, about a year)")
     demo.add_argument("--seed", type=int, default=42, help="seed of the synthetic market (default 42)")
     demo.add_argument("--end", type=_date, help="last session (default: the last session up to today)")
-    demo.add_argument("--no-site", action="store_true", help="do not build the site (the site comes in a later release)")
+    demo.add_argument("--no-site", action="store_true", help="do not build the site into OUT/site/")
     common(demo)
 
     daily = sub.add_parser(
@@ -111,6 +111,44 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--budget-usd", type=float, help="llm only: stop the run before its LLM spending exceeds this")
     bt.add_argument("--no-charts", action="store_true", help="skip the charts")
     common(bt)
+
+    st = sub.add_parser(
+        "site",
+        help="build the public site (MkDocs-Material, strict) from a state folder",
+        description="Generate the pages and charts from STATE (the single source of truth) and run a strict "
+        "MkDocs build into OUT. Generated pages and charts are build products: never committed.",
+    )
+    st.add_argument("--state", type=Path, required=True, help="the state folder")
+    st.add_argument("--out", type=Path, required=True, help="where the built site goes")
+    st.add_argument("--backtest", type=Path, help="a backtest output folder (with metrics.json) for the Backtests page")
+    st.add_argument("--config", type=Path, help="a TOML file whose keys override the defaults")
+
+    wk = sub.add_parser(
+        "weekly",
+        help="write the weekly report state/reports/YYYY-Www.md (idempotent)",
+        description="Write the report of an ISO week into STATE/reports/YYYY-Www.md: week and cumulative P&L, "
+        "best and worst positions, trades, costs, the benchmarks, the week's decisions in brief.",
+    )
+    wk.add_argument("--state", type=Path, required=True, help="the state folder")
+    wk.add_argument("--week", help="ISO week YYYY-Www (default: the week of the last session in the state)")
+    wk.add_argument("--config", type=Path, help="a TOML file whose keys override the defaults")
+
+    mo = sub.add_parser(
+        "monitor",
+        help="intraday check: alert on moves of more than 2% (held or watched assets, the portfolio)",
+        description="During market hours, fetch the latest prices and append new alerts to STATE/alerts.jsonl "
+        "(never twice the same alert on the same day); outside market hours, say so and exit 0.",
+    )
+    mo.add_argument("--state", type=Path, required=True, help="the state folder")
+    mo.add_argument("--source", choices=("yahoo", "demo"), required=True, help="market data source")
+    mo.add_argument("--seed", type=int, default=42, help="seed of the demo market (with --source demo)")
+    mo.add_argument("--now", help="the time to check, ISO 8601 with a zone (default: now)")
+    mo.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"cache folder (default {DEFAULT_CACHE})")
+    mo.add_argument("--config", type=Path, help="a TOML file whose keys override the defaults")
+
+    cm = sub.add_parser("commit-message", help="the one-line git commit message for what a job just did to the state")
+    cm.add_argument("--state", type=Path, required=True, help="the state folder")
+    cm.add_argument("--kind", choices=("daily", "monitor", "weekly"), default="daily")
 
     sw = sub.add_parser(
         "sweep",
@@ -151,6 +189,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_backtest(args)
         if args.command == "sweep":
             return cmd_sweep(args)
+        if args.command == "site":
+            return cmd_site(args)
+        if args.command == "weekly":
+            return cmd_weekly(args)
+        if args.command == "monitor":
+            return cmd_monitor(args)
+        if args.command == "commit-message":
+            from engine.ops import commit_message
+
+            print(commit_message(args.state, args.kind))
+            return 0
     except EngineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -322,8 +371,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"Nothing to do: {store.root} is already up to date ({p.as_of}).")
     _print_summary(store, p, cfg, args.policy, synthetic=True)
     if not args.no_site:
-        print("The site will be built here by a later release (python -m engine site); "
-              f"meanwhile read the decisions in {store.root / 'decisions'}.")
+        from engine.report.site import build_site
+
+        site = build_site(store.root, args.out / "site", config=cfg, backtest=None)
+        print(f"Site: {site / 'index.html'} (or serve it: python -m http.server -d {site})")
     return 0
 
 
@@ -557,3 +608,44 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(frame.drop(columns=["start", "end"]).to_string(index=False, float_format=lambda x: f"{x:.4f}"))
         print(f"comparison: {args.out / 'comparison.csv'}")
     return 1 if failed else 0
+
+
+# --- site, weekly, monitor ----------------------------------------------------------
+
+
+def cmd_site(args: argparse.Namespace) -> int:
+    from engine.report.site import build_site
+
+    cfg = load_config(args.config)
+    out = build_site(args.state, args.out, config=cfg, backtest=args.backtest)
+    print(f"site built in {out}: open {out / 'index.html'} (or serve it: python -m http.server -d {out})")
+    return 0
+
+
+def cmd_weekly(args: argparse.Namespace) -> int:
+    from engine.report.weekly import write_weekly
+
+    cfg = load_config(args.config)
+    path = write_weekly(args.state, cfg, args.week)
+    print(f"weekly report: {path}")
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from engine.monitor import monitor
+
+    cfg = load_config(args.config)
+    now = None
+    if args.now:
+        try:
+            now = pd.Timestamp(args.now)
+        except ValueError:
+            raise ConfigError(f"--now: not a time: {args.now!r}") from None
+        if now.tzinfo is None:
+            raise ConfigError("--now needs a time zone, e.g. 2026-11-24T15:00:00+00:00")
+    source = _source(args.source, args.seed, cfg, args.cache)
+    result = monitor(args.state, cfg, source, now=now)
+    print(result.message)
+    for alert in result.new_alerts:
+        print(f"ALERT {alert['ticker']}: {alert['message']}")
+    return 0

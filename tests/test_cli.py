@@ -30,7 +30,7 @@ def test_help_works_as_a_module():
 
 
 def test_demo_runs_offline_and_prints_the_summary_against_buy_and_hold(tmp_path, capsys):
-    code, out, err = run_cli(capsys, "demo", "--out", str(tmp_path), "--sessions", "40", "--end", "2024-12-31", "--seed", "3")
+    code, out, err = run_cli(capsys, "demo", "--out", str(tmp_path), "--sessions", "40", "--end", "2024-12-31", "--seed", "3", "--no-site")
     assert code == 0, err
     assert "SYNTHETIC" in out
     for name in ("Strategy (rules)", "SPY", "CAC 40", "NAV EUR", "max drawdown", "CVaR 95", "costs EUR"):
@@ -42,7 +42,7 @@ def test_demo_runs_offline_and_prints_the_summary_against_buy_and_hold(tmp_path,
     assert len(list((state / "decisions" / "2024").glob("*.json"))) == 40
 
     before = snapshot(state)
-    code, out, _ = run_cli(capsys, "demo", "--out", str(tmp_path), "--sessions", "40", "--end", "2024-12-31", "--seed", "3")
+    code, out, _ = run_cli(capsys, "demo", "--out", str(tmp_path), "--sessions", "40", "--end", "2024-12-31", "--seed", "3", "--no-site")
     assert code == 0 and "already up to date" in out
     assert snapshot(state) == before
 
@@ -70,7 +70,7 @@ def test_daily_is_idempotent_and_catches_up_identically_to_one_continuous_run(tm
     assert "6 sessions run" in out
 
     # The same sessions in one demo run give byte-identical state.
-    code, _, err = run_cli(capsys, "demo", "--out", str(tmp_path / "demo"), "--seed", "5", "--sessions", "7", "--end", "2024-12-03")
+    code, _, err = run_cli(capsys, "demo", "--out", str(tmp_path / "demo"), "--seed", "5", "--sessions", "7", "--end", "2024-12-03", "--no-site")
     assert code == 0, err
     assert snapshot(daily) == snapshot(tmp_path / "demo" / "state")
 

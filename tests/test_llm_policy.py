@@ -253,7 +253,7 @@ def test_a_rerun_with_a_warm_cache_makes_no_call(fake, tmp_path, capsys, monkeyp
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
     fake.script(*[answer(("GLD", "buy", 10, "x"))] * 5)
-    argv = ["demo", "--sessions", "5", "--end", "2024-10-15", "--policy", "llm", "--cache", str(tmp_path / "cache")]
+    argv = ["demo", "--sessions", "5", "--end", "2024-10-15", "--policy", "llm", "--cache", str(tmp_path / "cache"), "--no-site"]
     assert main([*argv, "--out", str(tmp_path / "a")]) == 0
     assert len(fake.requests) == 5
     assert main([*argv, "--out", str(tmp_path / "b")]) == 0
