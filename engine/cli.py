@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     mo = sub.add_parser(
         "monitor",
-        help="intraday check: alert on moves of more than 2% (held or watched assets, the portfolio)",
+        help="intraday check: alert on moves of more than 2%% (held or watched assets, the portfolio)",
         description="During market hours, fetch the latest prices and append new alerts to STATE/alerts.jsonl "
         "(never twice the same alert on the same day); outside market hours, say so and exit 0.",
     )
