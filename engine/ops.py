@@ -1,0 +1,102 @@
+"""What the scheduled jobs say about the state they leave behind: one-line commit messages.
+
+The GitHub Actions workflows (``.github/workflows/``) run a job (``daily``, ``monitor``,
+``weekly``), then commit ``state/`` with the line ``python -m engine commit-message`` prints,
+so that ``git log --oneline`` reads as the portfolio's diary::
+
+    2026-11-24: NAV 10,123.45 EUR, 2 orders, model gpt-4o-mini, 3,812 tokens
+    2026-11-24 15:02 UTC: 2 alerts (MC.PA -2.4%, PORTFOLIO -2.1%)
+    2026-W48 weekly report
+
+Everything here only reads the state files; a state that is missing or unreadable raises
+:class:`~engine.errors.StateCorrupt` (one clear line from the CLI, and no commit).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from engine.errors import ConfigError, StateCorrupt
+from engine.monitor import ALERTS_FILE, read_alerts
+from engine.portfolio.ledger import Portfolio
+from engine.report.weekly import iso_week, report_path
+from engine.state import StateStore
+
+KINDS = ("daily", "monitor", "weekly")
+MAX_ALERTS_LISTED = 5  # a commit subject stays one readable line
+
+
+def commit_message(state: Path, kind: str) -> str:
+    """The one-line commit message for what a ``kind`` job just did to ``state``."""
+    state = Path(state)
+    if kind not in KINDS:
+        raise ConfigError(f"unknown kind {kind!r}: choose one of {', '.join(KINDS)}")
+    if not state.is_dir():
+        raise StateCorrupt(f"{state} is not a state folder (it does not exist)")
+    if kind == "daily":
+        return daily_message(state)
+    if kind == "monitor":
+        return monitor_message(state)
+    return weekly_message(state)
+
+
+def _portfolio(store: StateStore) -> Portfolio:
+    p = store.load()
+    if p is None or p.as_of is None:
+        raise StateCorrupt(f"{store.portfolio_path} is missing or has no session done yet: nothing to describe")
+    return p
+
+
+def daily_message(state: Path) -> str:
+    """``2026-11-24: NAV 10,123.45 EUR, 2 orders, model gpt-4o-mini, 3,812 tokens`` from the
+    last decision record; ``policy rules`` (or ``hold``) when no model was asked, and
+    ``HOLD (fallback)`` when the model's answer was replaced by an explicit HOLD."""
+    store = StateStore(state)
+    as_of = _portfolio(store).as_of
+    record = store.decision(pd.Timestamp(as_of))
+    try:
+        nav_eur = float(record["valuation"]["nav_eur"])
+        n_orders = len(record["orders"])
+        fallback = (record.get("answer") or {}).get("fallback")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StateCorrupt(f"{store.decision_path(pd.Timestamp(as_of))} lacks {exc}") from None
+    parts = [f"{as_of.isoformat()}: NAV {nav_eur:,.2f} EUR", f"{n_orders} order{'' if n_orders == 1 else 's'}"]
+    usage = record.get("usage") or {}
+    if usage:
+        model = usage.get("answer_model") or usage.get("model") or record.get("model") or "unknown"
+        tokens = int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0))
+        parts += [f"model {model}", f"{tokens:,} tokens"]
+    else:
+        parts.append(f"policy {record.get('policy', 'unknown')}")
+    if fallback:
+        parts.append("HOLD (fallback)")
+    return ", ".join(parts)
+
+
+def monitor_message(state: Path) -> str:
+    """``2026-11-24 15:02 UTC: 2 alerts (MC.PA -2.4%, PORTFOLIO -2.1%)``: the alerts of the
+    latest monitor run in ``alerts.jsonl`` (the monitor stamps a run's alerts with its date and
+    time; the file only changes when a run adds some), or ``no new alert``."""
+    alerts = read_alerts(state / ALERTS_FILE)
+    if not alerts:
+        return "monitor: no new alert"
+    latest = max((a["date"], str(a.get("time_utc", ""))) for a in alerts)
+    new = [a for a in alerts if (a["date"], str(a.get("time_utc", ""))) == latest]
+    day, time_utc = latest
+    stamp = f"{day} {time_utc[:5]} UTC" if time_utc else day
+    listed = [f"{a['ticker']} {a['move']:+.1%}" for a in new[:MAX_ALERTS_LISTED]]
+    if len(new) > MAX_ALERTS_LISTED:
+        listed.append(f"and {len(new) - MAX_ALERTS_LISTED} more")
+    return f"{stamp}: {len(new)} alert{'' if len(new) == 1 else 's'} ({', '.join(listed)})"
+
+
+def weekly_message(state: Path) -> str:
+    """``2026-W48 weekly report``: the ISO week of the last session done, whose report
+    ``python -m engine weekly`` writes by default."""
+    week = iso_week(_portfolio(StateStore(state)).as_of)
+    report = report_path(state, week)
+    if not report.exists():
+        raise StateCorrupt(f"{report} does not exist: run python -m engine weekly --state {state} first")
+    return f"{week} weekly report"
