@@ -374,7 +374,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from engine.report.site import build_site
 
         site = build_site(store.root, args.out / "site", config=cfg, backtest=None)
-        print(f"Site: {site / 'index.html'} (or serve it: python -m http.server -d {site})")
+        print(f"Site: serve it with python -m http.server -d {site} and open http://127.0.0.1:8000/")
     return 0
 
 
@@ -618,7 +618,7 @@ def cmd_site(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     out = build_site(args.state, args.out, config=cfg, backtest=args.backtest)
-    print(f"site built in {out}: open {out / 'index.html'} (or serve it: python -m http.server -d {out})")
+    print(f"site built in {out}: serve it with python -m http.server -d {out} and open http://127.0.0.1:8000/")
     return 0
 
 

@@ -1,0 +1,89 @@
+"""Time the site build and measure the site, for 1 and 5 years of daily decisions.
+
+    python benchmarks/site_build.py [SESSIONS ...] [--work DIR]     (default: 252 1260)
+
+Each size is a demo state (rules policy, synthetic market, one decision record per
+session) made once under WORK (default ``.cache/bench-site``, git-ignored) and reused by
+later runs; the site is then built from it (strict MkDocs build, charts included) into a
+fresh folder, the time measured and the output weighed. Target: under 60 s for 5 years
+(1,260 sessions) on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+END = "2025-12-31"
+
+
+def demo_state(work: Path, sessions: int) -> Path:
+    from engine.cli import main
+
+    root = work / f"demo-{sessions}"
+    state = root / "state"
+    portfolio = state / "portfolio.json"
+    if portfolio.exists() and json.loads(portfolio.read_text())["as_of"] == END:
+        return state
+    shutil.rmtree(root, ignore_errors=True)
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(["demo", "--out", str(root), "--sessions", str(sessions), "--end", END, "--no-site"])
+    if code != 0:
+        sys.exit(f"the demo of {sessions} sessions failed (exit {code})")
+    print(f"  (made the {sessions}-session demo state in {time.perf_counter() - t0:.1f} s, kept in {root})")
+    return state
+
+
+def weigh(site: Path) -> dict[str, float]:
+    files = [p for p in site.rglob("*") if p.is_file()]
+    size = lambda ps: sum(p.stat().st_size for p in ps) / 2**20  # noqa: E731
+    return {
+        "files": len(files),
+        "site_mb": size(files),
+        "html_mb": size(p for p in files if p.suffix == ".html"),
+        "charts_mb": size(p for p in files if p.suffix == ".png" and "charts" in p.parts),
+        "index_mb": size(p for p in files if p.name == "search_index.json"),
+        "pages": sum(1 for p in files if p.name == "index.html"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sessions", nargs="*", type=int, default=[252, 1260])
+    parser.add_argument("--work", type=Path, default=Path(".cache") / "bench-site")
+    args = parser.parse_args()
+
+    from engine.config import load_config
+    from engine.report.site import build_site
+
+    cfg = load_config()
+    rows = []
+    for n in args.sessions:
+        state = demo_state(args.work, n)
+        out = args.work / f"site-{n}"
+        shutil.rmtree(out, ignore_errors=True)
+        t0 = time.perf_counter()
+        build_site(state, out, config=cfg)
+        seconds = time.perf_counter() - t0
+        rows.append({"sessions": n, "years": n / 252, "seconds": seconds, **weigh(out)})
+
+    print(f"{'sessions':>8} {'years':>5} {'build s':>8} {'pages':>6} {'files':>6} {'site MB':>8} {'HTML MB':>8} "
+          f"{'charts MB':>9} {'index MB':>9}")
+    for r in rows:
+        print(f"{r['sessions']:>8} {r['years']:>5.1f} {r['seconds']:>8.1f} {r['pages']:>6} {r['files']:>6} "
+              f"{r['site_mb']:>8.1f} {r['html_mb']:>8.1f} {r['charts_mb']:>9.2f} {r['index_mb']:>9.2f}")
+    worst = max((r for r in rows if r["sessions"] >= 1260), key=lambda r: r["seconds"], default=None)
+    if worst is not None:
+        verdict = "OK" if worst["seconds"] < 60 else "OVER"
+        print(f"target: 5 years under 60 s: {verdict} ({worst['seconds']:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
