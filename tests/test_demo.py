@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pandas as pd
@@ -355,15 +354,3 @@ def test_the_demo_parameters_cover_the_default_universe(cfg):
 # -------------------------------------------------------------------- performance
 
 
-def test_simulation_and_loading_are_fast(cfg):
-    calendars.union_sessions(["XNYS", "XPAR"], "2015-01-01", "2024-12-31")  # warm the calendars
-    demo._simulate.cache_clear()
-    t0 = time.perf_counter()
-    demo._simulate(123)
-    simulate = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    md = DemoSource(123).load(cfg, "2015-01-01", "2024-12-31")
-    load = time.perf_counter() - t0
-    assert len(md.index) > 2500
-    assert simulate < 1.0, simulate
-    assert load < 0.25, load

@@ -4,7 +4,6 @@ look-ahead. Every market is built here from plain frames."""
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pandas as pd
@@ -319,23 +318,6 @@ def test_no_look_ahead_truncated_panel_gives_the_same_rows():
 
 
 # ---------------------------------------------------------------- speed
-
-
-def test_whole_panel_is_fast_enough_for_a_backtest():
-    """2,600 dates x 22 tickers at the default config: computed once, read by row."""
-    index = pd.bdate_range("2015-01-01", periods=2600)
-    tickers = [a.ticker for a in CONFIG.assets] + ["^FCHI"]
-    close = pd.DataFrame({t: random_walk(2600, seed=k) for k, t in enumerate(tickers)}, index=index)
-    market = make_market(close, pd.Series(random_walk(2600, 50, 1.1, 0.004), index=index))
-    t0 = time.perf_counter()
-    ind = compute_indicators(market, CONFIG)
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 5.0  # typically ~0.1 s; a per-day loop would take far longer
-    t0 = time.perf_counter()
-    for d in index[::10]:
-        ind.at(d)
-    per_call = (time.perf_counter() - t0) / len(index[::10])
-    assert per_call < 2e-3  # typically ~15 us
 
 
 def test_figures_at_d_do_not_depend_on_how_much_history_was_loaded():

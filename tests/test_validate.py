@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import replace
 
 import numpy as np
@@ -356,17 +355,3 @@ def test_every_kept_ticker_has_a_bar_on_each_of_its_sessions(holes):
         assert out.close.loc[others, t].isna().all()
 
 
-def test_validation_is_fast_on_a_full_history_window():
-    end = pd.Timestamp("2024-12-31")
-    start = union_sessions({"XNYS", "XPAR"}, "2023-01-01", end)[-320]
-    market = make_market(start=start, end=end)
-    assert market.close.shape == (320, 22)
-    validate(market, CONFIG, end)  # warm the calendar caches
-    best = min(_timed(lambda: validate(market, CONFIG, end)) for _ in range(5))
-    assert best < 0.05
-
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
