@@ -30,6 +30,7 @@ from engine.monitor import (
 )
 from engine.portfolio.ledger import Order, Portfolio, Position
 from engine.state import StateStore, atomic_write_parquet
+from tests import yf_frames
 
 CONFIG = load_config()
 FX = CONFIG.fx.eurusd
@@ -76,27 +77,9 @@ def empty_history() -> pd.DataFrame:
 
 
 def combine(histories: Mapping[str, pd.DataFrame | None]) -> pd.DataFrame:
-    """``yfinance.download(..., interval="5m", group_by="column")`` over these histories
-    (``multi.reindex_dfs`` with ``ignore_tz=False``): every index converted to the most
-    common zone, reindexed onto the union, concatenated, levels swapped, columns sorted."""
-    dfs = {t.upper(): (empty_history() if df is None else df.copy()) for t, df in histories.items()}
-    tzs = [str(df.index.tz) for df in dfs.values() if not df.empty]
-    if tzs:
-        unique, counts = np.unique(tzs, return_counts=True)
-        mode = unique[counts.argmax()]
-        for df in dfs.values():
-            if not df.empty:
-                df.index = df.index.tz_convert(mode)
-    idx = None
-    for df in dfs.values():
-        if not df.empty:
-            idx = df.index if idx is None else idx.union(df.index)
-    if idx is None:
-        idx = pd.DatetimeIndex([])
-    dfs = {k: df.reindex(idx) for k, df in dfs.items()}
-    data = pd.concat(list(dfs.values()), axis=1, sort=True, keys=list(dfs), names=["Ticker", "Price"])
-    data.columns = data.columns.swaplevel(0, 1)
-    return data.sort_index(level=0, axis=1)
+    """``yfinance.download(..., interval="5m", group_by="column")``: tz-aware, as yfinance
+    returns intraday bars (``ignore_tz=False``)."""
+    return yf_frames.combine(histories, ignore_tz=False)
 
 
 class Fake:

@@ -83,12 +83,27 @@ def empty_history() -> pd.DataFrame:
     return empty
 
 
-def combine(histories: Mapping[str, pd.DataFrame | None], group_by: str = "column") -> pd.DataFrame:
-    """``yfinance.download(list(histories), ...)``; None marks a failed ticker."""
+def combine(
+    histories: Mapping[str, pd.DataFrame | None], group_by: str = "column", ignore_tz: bool = True
+) -> pd.DataFrame:
+    """``yfinance.download(list(histories), ...)``; None marks a failed ticker.
+
+    ``ignore_tz=False`` (intraday downloads, ``multi.reindex_dfs``): every index is
+    converted to the most common zone instead of being made naive.
+    """
     dfs = {t.upper(): (empty_history() if df is None else df.copy()) for t, df in histories.items()}
-    for df in dfs.values():
-        if df.shape[0] > 0:
-            df.index = df.index.tz_localize(None)
+    if ignore_tz:
+        for df in dfs.values():
+            if df.shape[0] > 0:
+                df.index = df.index.tz_localize(None)
+    else:
+        tzs = [str(df.index.tz) for df in dfs.values() if not df.empty]
+        if tzs:
+            unique, counts = np.unique(tzs, return_counts=True)
+            mode = unique[counts.argmax()]
+            for df in dfs.values():
+                if not df.empty:
+                    df.index = df.index.tz_convert(mode)
     idx = None
     for df in dfs.values():
         if not df.empty:
