@@ -111,17 +111,43 @@ class LLMConfig(_Frozen):
     model: str
     temperature: float = Field(ge=0, le=2)
     seed: int | None = None
-    max_tokens: int = Field(ge=16)
+    max_tokens: int = Field(ge=16)  # the answer's budget; a reasoning model gets the headroom on top
+    reasoning_headroom_tokens: int = Field(default=8000, ge=0)
+    reasoning_effort: str = "auto"  # "auto": the registry's default for the model
     timeout_seconds: float = Field(gt=0, le=600)
+    reasoning_timeout_seconds: float = Field(default=180.0, gt=0, le=1800)
     max_retries: int = Field(ge=0, le=10)
+    length_retry_factor: float = Field(default=2.0, ge=1)
     response_format: Literal["json_schema", "json_object", "text"] = "json_schema"
     daily_budget_usd: float = Field(ge=0)
+    check_model: bool = True
+    deployments: dict[str, str] = {}  # Azure deployment name -> model id in the registry
     prices_usd_per_million_tokens: dict[str, TokenPrice] = {}
     knowledge_cutoff: dict[str, dt.date] = {}
 
-    def cost_usd(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
-        """What a call costs, from the price table; None for a model without a price."""
+    def info(self, model: str):
+        """The registry row of `model` (engine/llm/models.toml), deployments mapped."""
+        from engine.llm.registry import lookup
+
+        return lookup(model, self.deployments)
+
+    def price(self, model: str) -> TokenPrice | None:
+        """USD per million tokens: the config's table first, then the registry; None: unknown."""
         price = self.prices_usd_per_million_tokens.get(model)
+        if price is not None:
+            return price
+        info = self.info(model)
+        if info.priced:
+            return TokenPrice(input=info.price_input, output=info.price_output)
+        return None
+
+    def cutoff(self, model: str) -> dt.date | None:
+        """The model's knowledge cutoff: the config's table first, then the registry."""
+        return self.knowledge_cutoff.get(model) or self.info(model).knowledge_cutoff
+
+    def cost_usd(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """What a call costs; None for a model without a known price."""
+        price = self.price(model)
         if price is None:
             return None
         return (prompt_tokens * price.input + completion_tokens * price.output) / 1e6

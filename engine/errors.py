@@ -41,3 +41,12 @@ class BudgetExceeded(EngineError):
     """A configured spending limit has been reached."""
 
     exit_code = 6
+
+
+class LLMUnusable(EngineError):
+    """The model cannot be used as configured, and retrying will not change that: a bad key,
+    a model the server does not serve or has shut down, a Responses-only model, a parameter
+    still rejected after negotiation, a prompt that does not fit its context. The run fails
+    loudly (the scheduled workflow opens its failure issue) instead of holding every day."""
+
+    exit_code = 7

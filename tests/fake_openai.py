@@ -186,14 +186,17 @@ def completion(
     *,
     refusal: str | None = None,
     finish_reason: str = "stop",
-    prompt_tokens: int = 1200,
+    prompt_tokens: int | None = None,
     completion_tokens: int = 150,
     model: str | None = None,
 ) -> Reply:
-    """200 with a ``chat.completion`` object that ``openai`` parses into ``ChatCompletion``."""
+    """200 with a ``chat.completion`` object that ``openai`` parses into ``ChatCompletion``.
+    ``prompt_tokens`` defaults to what a tokenizer would count for the request's messages
+    (:func:`count_prompt_tokens`)."""
 
     def body(request: RecordedRequest) -> dict:
         req_model = request.json.get("model") if isinstance(request.json, dict) else None
+        n_prompt = prompt_tokens if prompt_tokens is not None else count_prompt_tokens(request)
         return {
             "id": f"chatcmpl-fake{request.index:06d}",
             "object": "chat.completion",
@@ -208,14 +211,22 @@ def completion(
                 }
             ],
             "usage": {
-                "prompt_tokens": prompt_tokens,
+                "prompt_tokens": n_prompt,
                 "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
+                "total_tokens": n_prompt + completion_tokens,
             },
             "system_fingerprint": "fp_fake",
         }
 
     return _Respond(200, body)
+
+
+def count_prompt_tokens(request: RecordedRequest) -> int:
+    """The prompt tokens a server would report: one per 2.5 characters of the messages (the
+    brief is mostly numbers and separators), plus 4 per message for the chat template."""
+    messages = request.json.get("messages", []) if isinstance(request.json, dict) else []
+    chars = sum(len(m.get("content") or "") for m in messages if isinstance(m, dict))
+    return int(chars / 2.5) + 4 * len(messages)
 
 
 def answer_json(obj: Any) -> Reply:

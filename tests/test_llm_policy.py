@@ -21,11 +21,11 @@ from engine.llm.policy import LLMPolicy
 from engine.policies import RulesPolicy
 from engine.portfolio.ledger import Portfolio
 from engine.step import StepContext, run, step
-from tests.fake_openai import FakeOpenAI, answer_json, completion, error, hang
+from tests.fake_openai import FakeOpenAI, answer_json, completion, count_prompt_tokens, error, hang
 
 KEY = "sk-test-THIS-KEY-MUST-NEVER-BE-WRITTEN-4242"
 D = pd.Timestamp("2024-10-15")
-CFG = load_config().with_overrides(llm={"timeout_seconds": 0.5, "max_retries": 1})
+CFG = load_config().with_overrides(llm={"timeout_seconds": 0.5, "reasoning_timeout_seconds": 0.5, "max_retries": 1})
 
 
 @pytest.fixture
@@ -91,12 +91,20 @@ def test_a_valid_answer_becomes_orders_and_everything_is_recorded(fake, tmp_path
     assert rec["answer"]["fallback"] is None
     assert json.loads(rec["answer"]["raw"])["summary"] == "test"
     u = rec["usage"]
-    assert u["calls"] == 1 and u["prompt_tokens"] == 1200 and u["completion_tokens"] == 150
-    assert u["cost_usd"] == pytest.approx((1200 * 0.15 + 150 * 0.60) / 1e6)
+    pt = u["prompt_tokens"]
+    assert u["calls"] == 1 and u["http_attempts"] == 1 and pt > 1000 and u["completion_tokens"] == 150
+    assert u["cost_usd"] == pytest.approx((pt * 0.10 + 150 * 0.50) / 1e6, abs=1e-6)  # gpt-6-luna, from the registry
     assert u["response_format"] == "json_schema" and len(u["prompt_sha256"]) == 64
+    assert u["finish_reason"] == "stop" and u["system_fingerprint"] == "fp_fake" and u["answer_model"] == "gpt-6-luna"
     sent = fake.requests[0].json
     assert sent["messages"] == u["messages"]  # the exact messages, replayable
-    assert sent["model"] == "gpt-4o-mini" and sent["temperature"] == 0.2 and sent["seed"] == 7
+    # The default model reasons: the answer's budget plus the headroom, a low effort, and no
+    # temperature or seed (it takes them only with reasoning effort none).
+    assert sent["model"] == "gpt-6-luna" and sent["max_completion_tokens"] == 1500 + 8000
+    assert sent["reasoning_effort"] == "low" and "temperature" not in sent and "seed" not in sent
+    assert "max_tokens" not in sent
+    assert u["params_sent"] == {k: v for k, v in sent.items() if k not in ("messages", "response_format")} | {
+        "response_format": "json_schema"}
     assert sent["response_format"]["json_schema"]["strict"] is True
     assert res.portfolio.llm.calls == 1 and res.portfolio.llm.cost_usd == pytest.approx(u["cost_usd"])
     assert res.portfolio.last_decision.summary == "test"
@@ -109,10 +117,11 @@ def test_malformed_json_gets_one_repair_round_showing_the_error(fake, tmp_path, 
     assert len(fake.requests) == 2
     repair = fake.requests[1].json["messages"]
     assert repair[-2]["role"] == "assistant" and repair[-1]["role"] == "user"
-    assert "could not be used: no JSON object found" in repair[-1]["content"]
+    assert "could not be used: in json_schema mode the whole answer must be one JSON object" in repair[-1]["content"]
     assert res.record["answer"]["fallback"] is None
     assert any("did not parse" in n for n in res.record["answer"]["notes"])
-    assert res.record["usage"]["calls"] == 2 and res.record["usage"]["prompt_tokens"] == 2400
+    u = res.record["usage"]
+    assert u["calls"] == 2 and u["prompt_tokens"] == sum(count_prompt_tokens(r) for r in fake.requests)
 
 
 def test_an_answer_that_stays_malformed_is_an_explicit_hold(fake, tmp_path, held, demo_market, ind):
@@ -125,7 +134,8 @@ def test_an_answer_that_stays_malformed_is_an_explicit_hold(fake, tmp_path, held
     assert res.portfolio.positions == held.positions and res.portfolio.last_decision.fallback
 
 
-def test_prose_around_the_json_is_tolerated_and_noted(fake, tmp_path, held, demo_market, ind):
+def test_prose_around_the_json_is_tolerated_in_text_mode_and_noted(fake, tmp_path, held, demo_market, ind):
+    fake.reject_response_formats("json_schema", "json_object")
     text = "After careful thought, here is my decision:\n" + json.dumps(
         {"decisions": [{"ticker": "GLD", "action": "buy", "percent": 20, "reason": "x"}], "summary": "s"}) + "\nGood luck!"
     res = decide(fake, tmp_path, held, demo_market, ind, completion(text))
@@ -244,7 +254,7 @@ def test_the_api_key_never_reaches_state_cache_or_logs(fake, tmp_path, capsys, c
     for p in written:  # ... and is nowhere else
         assert KEY.encode() not in p.read_bytes(), p
     assert KEY not in out + err + caplog.text
-    assert "model gpt-4o-mini" in out and "tokens" in out
+    assert "model gpt-6-luna" in out and "tokens" in out
 
 
 def test_a_rerun_with_a_warm_cache_makes_no_call(fake, tmp_path, capsys, monkeypatch):

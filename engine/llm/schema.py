@@ -96,10 +96,51 @@ class _Answer(BaseModel):
 
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+_THINK = re.compile(r"<(think|thinking|reasoning)>.*?</\1>", re.DOTALL | re.IGNORECASE)
+_OPEN_THINK = re.compile(r"<(think|thinking|reasoning)>", re.IGNORECASE)
+_CLOSE_THINK = re.compile(r"</(think|thinking|reasoning)>", re.IGNORECASE)
 
 
-def _first_object(text: str) -> tuple[Any, bool]:
-    """The JSON value of the whole text, or else the first JSON object found inside it."""
+def split_reasoning(text: str) -> tuple[str, str | None]:
+    """(the answer, the reasoning) of a content that may hold ``<think>`` blocks.
+
+    The reasoning is kept for the record and never parsed. An unclosed ``<think>`` (an
+    answer cut inside its reasoning) leaves no answer; a lone ``</think>`` (a template that
+    opened the block in the prompt) ends the reasoning there.
+    """
+    parts = [m.group(0) for m in _THINK.finditer(text)]
+    rest = _THINK.sub("", text)
+    opened = _OPEN_THINK.search(rest)
+    if opened:
+        parts.append(rest[opened.start():])
+        rest = rest[: opened.start()]
+    closed = list(_CLOSE_THINK.finditer(rest))
+    if closed:
+        parts.insert(0, rest[: closed[-1].end()])
+        rest = rest[closed[-1].end():]
+    return rest, ("\n".join(parts) if parts else None)
+
+
+def _top_level_objects(text: str) -> list[Any]:
+    """The JSON objects of `text` that are not inside another one, in order."""
+    decoder = json.JSONDecoder()
+    found: list[Any] = []
+    i = text.find("{")
+    while i != -1:
+        try:
+            obj, end = decoder.raw_decode(text, i)
+        except json.JSONDecodeError:
+            i = text.find("{", i + 1)
+            continue
+        if isinstance(obj, dict):
+            found.append(obj)
+        i = text.find("{", end)
+    return found
+
+
+def _the_object(text: str, mode: str) -> tuple[Any, bool]:
+    """The JSON value of the whole text; in text mode only, else the LAST complete
+    top-level object found in it (a draft before the final answer is never taken)."""
     stripped = text.strip()
     fenced = _FENCE.match(stripped)
     if fenced:
@@ -108,22 +149,26 @@ def _first_object(text: str) -> tuple[Any, bool]:
         return json.loads(stripped), False
     except json.JSONDecodeError:
         pass
-    decoder = json.JSONDecoder()
-    for m in re.finditer(r"\{", text):
-        try:
-            obj, _ = decoder.raw_decode(text, m.start())
-        except json.JSONDecodeError:
-            continue
-        if isinstance(obj, dict):
-            return obj, True
-    raise AnswerInvalid("no JSON object found in the answer")
+    if mode != "text":
+        raise AnswerInvalid(f"in {mode} mode the whole answer must be one JSON object, and it is not")
+    found = _top_level_objects(text)
+    if not found:
+        raise AnswerInvalid("no JSON object found in the answer")
+    return found[-1], True
 
 
-def parse_answer(text: str | None) -> tuple[Decision, bool]:
-    """The decision in `text`, and whether it had to be extracted from surrounding prose."""
+def parse_answer(text: str | None, mode: str = "text") -> tuple[Decision, bool]:
+    """The decision in `text`, and whether it had to be extracted from surrounding prose.
+
+    ``<think>`` blocks are removed first. `mode` is the response format the answer was asked
+    with: in json_schema and json_object modes the whole content must be the object.
+    """
     if text is None or not text.strip():
         raise AnswerInvalid("the answer was empty")
-    obj, extracted = _first_object(text)
+    text, _ = split_reasoning(text)
+    if not text.strip():
+        raise AnswerInvalid("the answer held only reasoning, no final answer")
+    obj, extracted = _the_object(text, mode)
     if not isinstance(obj, dict):
         raise AnswerInvalid("the answer must be a JSON object with 'decisions' and 'summary'")
     try:
