@@ -166,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--jobs", type=_positive_int, default=os.cpu_count() or 1, help="parallel processes (default: cores)")
     sw.add_argument("--config", type=Path, help="a TOML file whose keys override the defaults")
     sw.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="cache folder shared by the runs")
+
+    md = sub.add_parser("models", help="list the model registry: price, cutoff, shutdown, what is sent",
+                        description="Every row of engine/llm/models.toml, or the row a model id resolves to.")
+    md.add_argument("model", nargs="?", help="show what this model id resolves to and what a request would carry")
+    md.add_argument("--config", type=Path, help="a TOML file whose keys override the defaults")
     return parser
 
 
@@ -195,6 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_weekly(args)
         if args.command == "monitor":
             return cmd_monitor(args)
+        if args.command == "models":
+            from engine.llm.models_table import models_text
+
+            print(models_text(load_config(args.config), args.model))
+            return 0
         if args.command == "commit-message":
             from engine.ops import commit_message
 
@@ -230,7 +240,10 @@ def _source(name: str, seed: int, cfg: Config, cache: Path | None):
     )
 
 
-def _policy(args: argparse.Namespace, cfg: Config, blind=None, run_budget_usd: float | None = None):
+def _policy(args: argparse.Namespace, cfg: Config, blind=None, run_budget_usd: float | None = None,
+            today: dt.date | None = None):
+    """The policy of --policy; for llm with `today` (a live run), the key and the model are
+    checked against the server first (before any market data is downloaded)."""
     if args.policy != "llm":
         if blind is not None or run_budget_usd is not None:
             raise ConfigError("--blind and --budget-usd apply to --policy llm only")
@@ -247,6 +260,11 @@ def _policy(args: argparse.Namespace, cfg: Config, blind=None, run_budget_usd: f
 
     client = ChatClient(api_key=key, base_url=os.environ.get("OPENAI_BASE_URL") or None, settings=cfg.llm)
     cache = ResponseCache(args.cache / "llm" if args.cache else None)
+    if today is not None:
+        from engine.llm.policy import preflight
+
+        for note in preflight(cfg, client, args.model or cfg.llm.model, today):
+            log.warning("llm: %s", note)
     if blind is None:
         return LLMPolicy(cfg, client, cache, model=args.model, run_budget_usd=run_budget_usd)
     from engine.llm.blind import BlindPolicy
@@ -432,10 +450,11 @@ def cmd_daily(args: argparse.Namespace) -> int:
         sessions = calendars.union_sessions(codes, p.as_of + dt.timedelta(days=1), d)
         if len(sessions) > 1:
             log.info("catching up %d sessions missed since %s", len(sessions) - 1, p.as_of)
+    policy = _policy(args, cfg, today=dt.datetime.now(dt.UTC).date())  # LLM key and model: before the download
     market = _load_market(_source(args.source, args.seed, cfg, args.cache), cfg, sessions[0], d)
     if d not in market.index:
         raise EngineError(f"the {args.source} data has no bar for {d.date()} yet: run again after the close")
-    ctx = StepContext(config=cfg, policy=_policy(args, cfg), source=label, synthetic=args.source == "demo")
+    ctx = StepContext(config=cfg, policy=policy, source=label, synthetic=args.source == "demo")
     p, done = _run_and_save(store, p, sessions, market, ctx, progress=False)
     last = done[-1]
     rec = last.record
@@ -479,8 +498,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     sessions = sessions[sessions.isin(market.index)]
 
     model = args.model or cfg.llm.model
-    cutoff = cfg.llm.knowledge_cutoff.get(model) if args.policy == "llm" else None
-    in_sample = bool(cutoff and sessions[0].date() <= cutoff and not args.blind)
+    cutoff = cfg.llm.cutoff(model) if args.policy == "llm" else None
+    # Fail closed: a model whose cutoff is unknown may remember any window.
+    in_sample = args.policy == "llm" and not args.blind and (cutoff is None or sessions[0].date() <= cutoff)
     blind = None
     if args.blind:
         if args.policy != "llm":
@@ -501,7 +521,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
           f"policy {args.policy}" + (f" ({model}{', blind' if args.blind else ''})" if args.policy == "llm" else "")
           + f", source {label}" + (" (SYNTHETIC)" if args.source == "demo" else ""))
     if in_sample:
-        print(f"IN-SAMPLE: the run starts before {model}'s knowledge cutoff ({cutoff}); the model may remember "
+        when = f"before {model}'s knowledge cutoff ({cutoff})" if cutoff else f"in a window {model} may know (its knowledge cutoff is unknown)"
+        print(f"IN-SAMPLE: the run starts {when}; the model may remember "
               "what happened. Use --blind or a later window for an out-of-sample test.")
     ctx = StepContext(config=cfg, policy=policy, source=label, synthetic=args.source == "demo")
     p, done = _run_and_save(store, p, sessions, market, ctx, progress=True)

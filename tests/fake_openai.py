@@ -189,6 +189,7 @@ def completion(
     prompt_tokens: int | None = None,
     completion_tokens: int = 150,
     model: str | None = None,
+    reasoning_tokens: int | None = None,
 ) -> Reply:
     """200 with a ``chat.completion`` object that ``openai`` parses into ``ChatCompletion``.
     ``prompt_tokens`` defaults to what a tokenizer would count for the request's messages
@@ -214,6 +215,8 @@ def completion(
                 "prompt_tokens": n_prompt,
                 "completion_tokens": completion_tokens,
                 "total_tokens": n_prompt + completion_tokens,
+                **({"completion_tokens_details": {"reasoning_tokens": reasoning_tokens}}
+                   if reasoning_tokens is not None else {}),
             },
             "system_fingerprint": "fp_fake",
         }
@@ -255,6 +258,137 @@ def hang(seconds: float, then: Reply | None = None) -> Reply:
 def disconnect() -> Reply:
     """Close the connection without sending a response."""
     return _Disconnect()
+
+
+# --------------------------------------------------------------------------- strict profiles
+#
+# A profile makes the fake answer as one kind of real server does, with the error bodies
+# those servers give (quoted from their documentation and issue trackers):
+#
+# * "openai-reasoning" (o-series, gpt-5 and later): 400 ``unsupported_parameter`` for
+#   ``max_tokens``; 400 ``unsupported_value`` for a ``temperature`` other than 1 (unless
+#   ``reasoning_effort`` is "none"); reasoning spends completion tokens by effort (low 1,500,
+#   medium, the default, 6,000), and a budget it eats answers ``content: ""`` with
+#   ``finish_reason: "length"``; ``completion_tokens_details.reasoning_tokens`` is reported.
+# * "openai-chat-strict": strict json_schema rules (every object ``additionalProperties:
+#   false`` and every property required: else 400 ``invalid_json_schema``), and the 400
+#   ``context_length_exceeded`` of a prompt over ``context`` tokens.
+# * "think-tags" (DeepSeek-R1 / Qwen3 on Ollama or vLLM without a reasoning parser): the
+#   content starts with ``<think>`` reasoning that holds a DRAFT answer, then the answer.
+# * "reasoning-fields": the draft is in ``message.reasoning_content`` (DeepSeek) and
+#   ``message.reasoning`` (OpenRouter, vLLM, Groq).
+# * "mistral": 422 FastAPI ``extra_forbidden`` for ``seed`` (Mistral's own is ``random_seed``).
+# * "llama-cpp-python": HTTP 500 for ``response_format`` json_schema (its server validates the
+#   request in a handler that answers 500), json_object accepted.
+# * "small-context" (Ollama's default): the prompt beyond ``context`` tokens (4,096 unless
+#   given) is silently dropped; ``usage.prompt_tokens`` reports what was kept.
+
+REASONING_TOKENS = {"none": 0, "minimal": 200, "low": 1500, "medium": 6000, "high": 20000, "xhigh": 40000, "max": 60000}
+DRAFT = {"decisions": [{"ticker": "SPY", "action": "buy", "percent": 100, "reason": "draft: all in"}],
+         "summary": "a draft inside the reasoning, never to be executed"}
+
+
+def _err(status: int, message: Any, type_: str, param: str | None = None, code: Any = None) -> Reply:
+    payload = _error_body(message, type_, param, code)
+    return _Respond(status, lambda _request: payload)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    context: int | None = None
+
+    def reject(self, request: RecordedRequest) -> Reply | None:
+        """An answer that does not consume the script (an error, an exhausted budget), or None."""
+        body = request.json
+        if self.name == "openai-reasoning":
+            if "max_tokens" in body:
+                return _err(400, "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                            "Use 'max_completion_tokens' instead.", "invalid_request_error", "max_tokens",
+                            "unsupported_parameter")
+            effort = body.get("reasoning_effort", "medium")
+            if "temperature" in body and body["temperature"] != 1 and effort != "none":
+                return _err(400, f"Unsupported value: 'temperature' does not support {body['temperature']} with "
+                            "this model. Only the default (1) value is supported.", "invalid_request_error",
+                            "temperature", "unsupported_value")
+            budget = body.get("max_completion_tokens") or 100_000
+            spent = REASONING_TOKENS.get(effort, 6000)
+            if spent + 150 > budget:
+                return completion("", finish_reason="length", completion_tokens=budget, reasoning_tokens=budget)
+        if self.name == "openai-chat-strict":
+            rf = body.get("response_format") or {}
+            if rf.get("type") == "json_schema" and (rf.get("json_schema") or {}).get("strict"):
+                problem = _strict_schema_problem(rf["json_schema"].get("schema") or {})
+                if problem:
+                    return _err(400, f"Invalid schema for response_format '{rf['json_schema'].get('name')}': {problem}",
+                                "invalid_request_error", "response_format", "invalid_json_schema")
+            n = count_prompt_tokens(request)
+            if self.context is not None and n > self.context:
+                return _err(400, f"This model's maximum context length is {self.context} tokens. However, your "
+                            f"messages resulted in {n} tokens. Please reduce the length of the messages.",
+                            "invalid_request_error", "messages", "context_length_exceeded")
+        if self.name == "mistral" and "seed" in body:
+            return _Respond(422, lambda _r: {
+                "object": "error",
+                "message": {"detail": [{"type": "extra_forbidden", "loc": ["body", "seed"],
+                                        "msg": "Extra inputs are not permitted", "input": body["seed"]}]},
+                "type": "invalid_request_message_error", "param": None, "code": None})
+        if self.name == "llama-cpp-python" and request.response_format_type == "json_schema":
+            return _err(500, "[{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), 'msg': "
+                        "\"Input should be 'text' or 'json_object'\", 'input': 'json_schema'}]",
+                        "internal_server_error")
+        return None
+
+    def shape(self, request: RecordedRequest, payload: dict) -> dict:
+        """A 200 completion as this kind of server writes it."""
+        msg = payload["choices"][0]["message"]
+        draft = json.dumps(DRAFT)
+        if self.name == "openai-reasoning":
+            spent = REASONING_TOKENS.get(request.json.get("reasoning_effort", "medium"), 6000)
+            payload["usage"]["completion_tokens"] += spent
+            payload["usage"]["total_tokens"] += spent
+            payload["usage"]["completion_tokens_details"] = {"reasoning_tokens": spent}
+        elif self.name == "think-tags" and msg.get("content"):
+            msg["content"] = (f"<think>\nThe brief first. A first idea: {draft}\nNo: that breaks the CVaR budget."
+                              f"\n</think>\n\n{msg['content']}")
+        elif self.name == "reasoning-fields":
+            msg["reasoning_content"] = f"Drafting: {draft} ... then the final answer."
+            msg["reasoning"] = msg["reasoning_content"]
+        elif self.name == "small-context":
+            kept = min(payload["usage"]["prompt_tokens"], self.context or 4096)
+            payload["usage"]["prompt_tokens"] = kept
+            payload["usage"]["total_tokens"] = kept + payload["usage"]["completion_tokens"]
+        return payload
+
+
+def _strict_schema_problem(schema: dict, where: str = "()") -> str | None:
+    if schema.get("type") == "object":
+        props = schema.get("properties") or {}
+        if schema.get("additionalProperties") is not False:
+            return f"In context={where}, 'additionalProperties' is required to be supplied and to be false."
+        missing = [k for k in props if k not in (schema.get("required") or [])]
+        if missing:
+            return (f"In context={where}, 'required' is required to be supplied and to be an array including "
+                    f"every key in properties. Missing '{missing[0]}'.")
+        for k, sub in props.items():
+            problem = _strict_schema_problem(sub, f"('properties', '{k}')")
+            if problem:
+                return problem
+    if schema.get("type") == "array" and isinstance(schema.get("items"), dict):
+        return _strict_schema_problem(schema["items"], f"{where}, 'items'")
+    return None
+
+
+@dataclass(frozen=True)
+class _Shaped(Reply):
+    reply: _Respond
+    profile: Profile
+
+    def _serve(self, handler: _Handler, request: RecordedRequest) -> None:
+        payload = self.reply.body(request)
+        if self.reply.status == 200 and isinstance(payload, dict) and payload.get("choices"):
+            payload = self.profile.shape(request, json.loads(json.dumps(payload)))
+        handler.send_json(self.reply.status, payload, self.reply.headers)
 
 
 # --------------------------------------------------------------------------- server
@@ -391,6 +525,9 @@ class FakeOpenAI:
         self._internal_errors: list[str] = []
         self._rejected_formats: frozenset[str] = frozenset()
         self._rejection_status = 400
+        self._profile: Profile | None = None
+        self.models: list[str] | None = None  # GET /v1/models lists these (None: 404, as some servers do)
+        self.key: str | None = None  # when set, any other bearer key gets OpenAI's 401
         self._unscripted = 0
         self._connections: set[socket.socket] = set()
         self._threads: set[threading.Thread] = set()
@@ -447,6 +584,11 @@ class FakeOpenAI:
         with self._lock:
             self._rejected_formats = frozenset(kinds)
             self._rejection_status = status
+
+    def use_profile(self, name: str | None, *, context: int | None = None) -> None:
+        """Answer as a kind of real server does (see "strict profiles"); None: the plain fake."""
+        with self._lock:
+            self._profile = Profile(name, context) if name else None
 
     def close(self) -> None:
         """Stop the server, interrupt hangs, drop open connections and join every thread."""
@@ -512,6 +654,15 @@ class FakeOpenAI:
         return request
 
     def _answer(self, handler: _Handler, request: RecordedRequest) -> None:
+        if self.key is not None and request.headers.get("authorization") != f"Bearer {self.key}":
+            handler.send_json(401, _error_body(
+                "Incorrect API key provided: sk-wron*****ey. You can find your API key at "
+                "https://platform.openai.com/account/api-keys.", "invalid_request_error", None, "invalid_api_key"))
+            return
+        if request.method == "GET" and request.path.rstrip("/") == "/v1/models" and self.models is not None:
+            handler.send_json(200, {"object": "list", "data": [
+                {"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.models]})
+            return
         if request.method != "POST" or request.path.rstrip("/") != CHAT_COMPLETIONS_PATH:
             handler.send_json(
                 404,
@@ -532,11 +683,18 @@ class FakeOpenAI:
             return
         kind = request.response_format_type
         with self._lock:
+            profile = self._profile
             rejected = kind is not None and kind in self._rejected_formats
             status = self._rejection_status
-            reply = None if rejected or not self._queue else self._queue.popleft()
-            if not rejected and reply is None:
+            answer = profile.reject(request) if profile is not None and not rejected else None
+            reply = None if rejected or answer is not None or not self._queue else self._queue.popleft()
+            if not rejected and answer is None and reply is None:
                 self._unscripted += 1
+        if answer is not None:
+            answer._serve(handler, request)
+            return
+        if profile is not None and isinstance(reply, _Respond):
+            reply = _Shaped(reply, profile)
         if rejected:
             handler.send_json(
                 status,

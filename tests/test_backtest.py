@@ -148,19 +148,20 @@ def test_a_run_before_the_knowledge_cutoff_is_labelled_in_sample(tmp_path, capsy
     assert code == 0, err
     assert "IN-SAMPLE" in out
     m = json.loads((tmp_path / "metrics.json").read_text())
-    assert m["run"]["in_sample"] is True and m["run"]["knowledge_cutoff"] == "2023-10-01"
+    assert m["run"]["in_sample"] is True and m["run"]["knowledge_cutoff"] == "2026-05-18"  # the registry's, gpt-6-luna
 
 
 def test_the_run_budget_stops_before_overspending_and_keeps_what_was_done(tmp_path, capsys, llm_env):
     llm_env.script(*[answer_json({"decisions": [], "summary": "hold"})] * 10)
-    # One call costs about 0.00025 USD (1,200 + 150 tokens) but is estimated up to ~0.0015 beforehand.
-    code, _, err = bt(capsys, "--policy", "llm", "--budget-usd", "0.004", "--start", "2024-03-04",
+    # One call costs about 0.0004 USD (3,700 + 150 tokens) but is estimated up to ~0.0053 beforehand
+    # (the answer's budget and the reasoning headroom, at gpt-6-luna's output price).
+    code, _, err = bt(capsys, "--policy", "llm", "--budget-usd", "0.008", "--start", "2024-03-04",
                       "--end", "2024-03-29", "--out", str(tmp_path), "--no-charts", "--cache", str(tmp_path / "cache"))
-    assert code == 6 and err.startswith("error: the run's LLM budget of 0.004 USD would be exceeded")
+    assert code == 6 and err.startswith("error: the run's LLM budget of 0.008 USD would be exceeded")
     saved = pd.read_parquet(tmp_path / "state" / "equity.parquet")
     assert 1 <= len(saved) < 20
     spent = json.loads((tmp_path / "state" / "portfolio.json").read_text())["llm"]["cost_usd"]
-    assert spent <= 0.004
+    assert spent <= 0.008
 
 
 def test_a_sweep_runs_in_parallel_and_writes_one_comparison(tmp_path, capsys):

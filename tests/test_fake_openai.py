@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 import openai
 import pytest
 
-from tests.fake_openai import FakeOpenAI, answer_json, completion, disconnect, error, hang
+from tests.fake_openai import FakeOpenAI, answer_json, completion, count_prompt_tokens, disconnect, error, hang
 
 API_KEY = "sk-test-0123456789"
 MESSAGES = [{"role": "system", "content": "You manage a paper portfolio."}, {"role": "user", "content": "Brief."}]
@@ -96,7 +96,9 @@ def test_completion_parses_into_chat_completion(fake, make_client):
     assert refused.choices[0].message.refusal == "I can't help with that."
     assert refused.choices[0].finish_reason == "content_filter"
     assert refused.model == "served-model"
-    assert (refused.usage.prompt_tokens, refused.usage.completion_tokens) == (1200, 150)  # defaults
+    # Defaults: the prompt counted from the request's messages, 150 completion tokens.
+    assert (refused.usage.prompt_tokens, refused.usage.completion_tokens) == (count_prompt_tokens(fake.requests[1]), 150)
+    assert refused.usage.prompt_tokens > 0
 
     as_json = ask(client)
     assert json.loads(as_json.choices[0].message.content) == {"orders": [{"ticker": "SPY", "side": "buy"}]}

@@ -67,6 +67,7 @@ class Plan:
     token_param: str
     mode: int
     dropped: set[str] = field(default_factory=set)
+    reasons: bool = False  # learnt from an answer that spent reasoning tokens
 
 
 class Rejected(Exception):
@@ -140,7 +141,8 @@ class ChatClient:
     def budget(self, model: str, effort: str | None) -> int:
         """Completion tokens asked for: the answer, plus the headroom when the model reasons."""
         info = self.info(model)
-        n = self.settings.max_tokens + (self.settings.reasoning_headroom_tokens if info.reasons(effort) else 0)
+        reasons = info.reasons(effort) or self.plan(model).reasons
+        n = self.settings.max_tokens + (self.settings.reasoning_headroom_tokens if reasons else 0)
         return min(n, info.max_output) if info.max_output else n
 
     def params(self, model: str, max_out: int | None = None, effort: str | None = "auto") -> dict[str, Any]:

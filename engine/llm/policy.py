@@ -191,6 +191,10 @@ class LLMPolicy:
         c = self._call(messages, usage, notes, budget, effort)
         if c.finish_reason == "length":
             bigger = int(budget * self.cfg.llm.length_retry_factor)
+            if c.reasoning_tokens and not self.client.plan(self.model).reasons:
+                # A model the registry did not know to reason: it gets the headroom from now on.
+                self.client.plan(self.model).reasons = True
+                bigger = max(bigger, self.client.budget(self.model, effort))
             if self.info.max_output:
                 bigger = min(bigger, self.info.max_output)
             lower = self.info.lower_effort(effort)
@@ -264,7 +268,8 @@ class LLMPolicy:
         if "content_filter" in text or "content management policy" in text:
             return _Stop(f"the provider's content filter rejected the request ({detail})")
         if exc.status_code in (401, 403):
-            return LLMUnusable(f"the LLM server refused the key ({detail}): check OPENAI_API_KEY")
+            # The server's message may quote part of the key: it is not repeated.
+            return LLMUnusable(f"the LLM server refused the key (HTTP {exc.status_code} {code}): check OPENAI_API_KEY")
         if exc.status_code == 404 or "model_not_found" in text:
             return LLMUnusable(f"the LLM server does not serve model {self.model} ({detail})")
         if "context_length" in text or "maximum context length" in text:
