@@ -261,6 +261,8 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
             cache_hits=llm.cache_hits + int(u.get("cache_hits", 0)),
             prompt_tokens=llm.prompt_tokens + int(u.get("prompt_tokens", 0)),
             completion_tokens=llm.completion_tokens + int(u.get("completion_tokens", 0)),
+            reasoning_tokens=llm.reasoning_tokens + int(u.get("reasoning_tokens", 0)),
+            http_attempts=llm.http_attempts + int(u.get("http_attempts", 0)),
             cost_usd=round(llm.cost_usd + float(u.get("cost_usd") or 0.0), 6),
         )
     p = p.model_copy(

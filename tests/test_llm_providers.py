@@ -86,7 +86,8 @@ def test_a_reasoning_model_decides_with_the_default_config_in_one_request(fake, 
     u = res.record["usage"]
     assert u["reasoning_tokens"] == 1500 and u["completion_tokens"] == 1650 and u["finish_reason"] == "stop"
     assert u["params_sent"]["max_completion_tokens"] == 9500 and u["params_sent"]["reasoning_effort"] == "low"
-    assert res.portfolio.llm.calls == 1
+    assert res.portfolio.llm.calls == 1 and res.portfolio.llm.reasoning_tokens == 1500  # summed in the state
+    assert res.portfolio.llm.http_attempts == 1
 
 
 def test_an_unknown_reasoning_model_is_negotiated_from_its_errors_and_remembered(fake, held, demo_market, ind):

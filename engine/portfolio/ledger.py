@@ -126,6 +126,8 @@ class LLMTotals(_Model):
     cache_hits: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    reasoning_tokens: int = 0  # part of completion_tokens
+    http_attempts: int = 0  # requests sent, retries and negotiation included
     cost_usd: float = 0.0
 
 
