@@ -7,7 +7,7 @@ import json
 import pytest
 
 from engine.decision import Action
-from engine.llm.schema import ANSWER_SCHEMA, AnswerInvalid, parse_answer, response_format
+from engine.llm.schema import ANSWER_SCHEMA, AnswerInvalid, parse_answer, response_format, split_reasoning
 
 GOOD = {"decisions": [{"ticker": "MC.PA", "action": "buy", "percent": 25, "reason": "uptrend"}], "summary": "one buy"}
 
@@ -74,3 +74,42 @@ def test_the_strict_schema_names_exactly_the_audit_fields():
     assert response_format("json_schema")["json_schema"]["strict"] is True
     assert response_format("json_object") == {"type": "json_object"}
     assert response_format("text") is None
+
+
+# --- reasoning text and where the answer is -------------------------------------------------
+
+DRAFT = '{"decisions": [{"ticker": "SPY", "action": "buy", "percent": 100, "reason": "draft"}], "summary": "draft"}'
+FINAL = '{"decisions": [{"ticker": "GLD", "action": "buy", "percent": 10, "reason": "final"}], "summary": "final"}'
+
+
+@pytest.mark.parametrize("text", [
+    f"<think>first idea {DRAFT} no</think>\n{FINAL}",
+    f"<THINK>\n{DRAFT}\n</THINK>{FINAL}",
+    f"reasoning opened by the template {DRAFT}</think>\n\n{FINAL}",  # a lone closing tag
+])
+@pytest.mark.parametrize("mode", ["json_schema", "json_object", "text"])
+def test_think_blocks_are_never_parsed(text, mode):
+    decision, _ = parse_answer(text, mode)
+    assert decision.summary == "final" and decision.decisions[0].ticker == "GLD"
+
+
+def test_an_answer_cut_inside_its_reasoning_has_no_answer():
+    with pytest.raises(AnswerInvalid, match="only reasoning"):
+        parse_answer(f"<think>still thinking {DRAFT}", "text")
+
+
+def test_text_mode_takes_the_last_top_level_object_never_an_inner_one():
+    nested = '{"note": ' + DRAFT + ', "decisions": [], "summary": "outer"}'
+    decision, extracted = parse_answer(f"draft: {DRAFT}\nthen: {nested}", "text")
+    assert extracted and decision.summary == "outer" and decision.decisions == ()
+
+
+def test_json_modes_want_the_whole_content_to_be_the_object():
+    with pytest.raises(AnswerInvalid, match="whole answer must be one JSON object"):
+        parse_answer(f"Here you go: {FINAL}", "json_object")
+    assert parse_answer(f"```json\n{FINAL}\n```", "json_schema")[0].summary == "final"
+
+
+def test_split_reasoning_keeps_the_reasoning_for_the_record():
+    answer, reasoning = split_reasoning(f"<think>why {DRAFT}</think>{FINAL}")
+    assert answer == FINAL and "why" in reasoning and DRAFT in reasoning

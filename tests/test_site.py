@@ -203,7 +203,7 @@ def test_every_part_of_a_hostile_record_is_escaped(site):
     assert f"{HOSTILE_TICKER} buy" in shown or HOSTILE_TICKER in shown  # the unknown ticker, cut
     assert "unknown ticker" in shown
     assert "messages sent to the model" in shown and "You manage" in shown  # the exact messages
-    assert "gpt-4o-mini" in shown and "tokens" in shown
+    assert "gpt-6-luna" in shown and "tokens" in shown  # the default model
     # The brief of 31 Dec quotes 30 Dec's summary to the model: escaped there too.
     pres = [t for t, a in page.tags if t == "pre"]
     assert len(pres) >= 4

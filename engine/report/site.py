@@ -330,7 +330,8 @@ def _blocks(config: Config) -> dict[str, str]:
         m = float(drawdown_multiplier(dd, g.drawdown_limit, g.drawdown_floor, g.drawdown_power))
         points.append([f"{dd:.0%}", f"{m:.2f}", f"{g.max_gross_exposure * m:.0%}", f"{g.cvar_budget * m:.2%}"])
     multiplier = pages.md_table(["Drawdown", "m(dd)", "Exposure cap", "CVaR budget"], points, numeric=(0, 1, 2, 3))
-    cutoffs = ", ".join(f"{model}: {day.isoformat()}" for model, day in config.llm.knowledge_cutoff.items()) or "none"
+    known = {config.llm.model: config.llm.cutoff(config.llm.model), **config.llm.knowledge_cutoff}  # registry + config
+    cutoffs = ", ".join(f"{m}: {d.isoformat() if d else 'unknown (always in-sample)'}" for m, d in known.items())
     benchmarks = ", ".join(b.name for b in config.benchmarks)
     return {"universe": universe, "multiplier_table": multiplier, "knowledge_cutoffs": cutoffs,
             "benchmarks": benchmarks, "n_assets": str(len(config.assets)),
