@@ -334,8 +334,11 @@ class Profile:
                                         "msg": "Extra inputs are not permitted", "input": body["seed"]}]},
                 "type": "invalid_request_message_error", "param": None, "code": None})
         if self.name == "llama-cpp-python" and request.response_format_type == "json_schema":
-            return _err(500, "[{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), 'msg': "
-                        "\"Input should be 'text' or 'json_object'\", 'input': 'json_schema'}]",
+            # Verbatim from llama-cpp-python 0.3.36's server (python -m llama_cpp.server), 2026-12-01.
+            return _err(500, "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', "
+                        "'type'), 'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', 'ctx': "
+                        "{'expected': \"'text' or 'json_object'\"}}\n\n  File \"/venv/lib/python3.11/site-packages/"
+                        "llama_cpp/server/app.py\", line 376, in create_chat_completion\n    POST /v1/chat/completions",
                         "internal_server_error")
         return None
 
