@@ -39,14 +39,16 @@ from tests.llama_server import ALIAS, available, llama_server  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("sessions", nargs="?", type=int, default=5)
-    ap.add_argument("--max-tokens", type=int, default=400, help="the answer's budget (as in the test)")
+    ap.add_argument("--max-tokens", type=int, default=32, help="the answer's budget (default: as in the test)")
+    ap.add_argument("--retry-factor", type=float, default=1.5, help="budget factor of the retry after finish_reason length")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--n-ctx", type=int, default=8192)
     args = ap.parse_args()
     why = available()
     if why:
         sys.exit(why)
-    cfg = load_config().with_overrides(llm={"max_tokens": args.max_tokens, "timeout_seconds": 600, "max_retries": 0})
+    cfg = load_config().with_overrides(llm={"max_tokens": args.max_tokens, "length_retry_factor": args.retry_factor,
+                                            "timeout_seconds": 900, "max_retries": 0})
     market = DemoSource(seed=42).load(cfg, "2023-01-02", "2024-12-31")
     ind = compute_indicators(market, cfg)
     idx = market.index
