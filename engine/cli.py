@@ -521,7 +521,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
           f"policy {args.policy}" + (f" ({model}{', blind' if args.blind else ''})" if args.policy == "llm" else "")
           + f", source {label}" + (" (SYNTHETIC)" if args.source == "demo" else ""))
     if in_sample:
-        when = f"before {model}'s knowledge cutoff ({cutoff})" if cutoff else f"in a window {model} may know (its knowledge cutoff is unknown)"
+        when = (f"before {model}'s knowledge cutoff ({cutoff})" if cutoff
+                else f"in a window {model} may know (its knowledge cutoff is unknown)")
         print(f"IN-SAMPLE: the run starts {when}; the model may remember "
               "what happened. Use --blind or a later window for an out-of-sample test.")
     ctx = StepContext(config=cfg, policy=policy, source=label, synthetic=args.source == "demo")
