@@ -22,6 +22,7 @@ trades (US Thanksgiving), US assets keep their last close and their orders wait.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -56,21 +57,28 @@ class StepContext:
     synthetic: bool
     costs: CostModel = field(init=False)
     instruments: dict[str, Asset | Benchmark] = field(init=False)
-    buy_cost_factor: dict[str, float] = field(init=False)
     sell_net_factor: dict[str, float] = field(init=False)
+    _buy_by_rate: dict[float, dict[str, float]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         costs = CostModel.from_config(self.config.costs)
         object.__setattr__(self, "costs", costs)
         object.__setattr__(self, "instruments", self.config.instruments)
-        buy = {a.ticker: costs.buy_cost_factor(a.ftt, a.currency) for a in self.config.assets}
         c = self.config.costs
         sell = {
             a.ticker: 1 - (c.slippage_bps + c.commission_bps + (c.fx_fee_bps if a.currency != "EUR" else 0)) / 10_000
             for a in self.config.assets
         }
-        object.__setattr__(self, "buy_cost_factor", buy)
         object.__setattr__(self, "sell_net_factor", sell)
+
+    def buy_cost_factor(self, d: dt.date) -> dict[str, float]:
+        """Ticker -> all-in cost of 1 EUR bought on `d` (the FTT rate depends on the date)."""
+        rate = self.costs.tax.rate_on(d)
+        if rate not in self._buy_by_rate:
+            self._buy_by_rate[rate] = {
+                a.ticker: self.costs.buy_cost_factor(a.ftt, a.currency, d) for a in self.config.assets
+            }
+        return self._buy_by_rate[rate]
 
 
 @dataclass(frozen=True)
@@ -149,8 +157,9 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
     def pt(x: float) -> float:
         return prospect_value(x, rc.alpha, rc.beta, rc.loss_aversion)
 
+    buy_factor = ctx.buy_cost_factor(day)
     pending_cost = sum(
-        o.qty * prices_eur.get(o.ticker, 0.0) * ctx.buy_cost_factor.get(o.ticker, 1.0)
+        o.qty * prices_eur.get(o.ticker, 0.0) * buy_factor.get(o.ticker, 1.0)
         for o in p.pending_orders
         if o.side == "buy"
     )
@@ -234,7 +243,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
     actions, cuts = check_decision(answer.decision, brief, set(cfg.tickers))
     cuts = list(answer.cuts) + cuts
     orders, sizing_cuts = size_orders(
-        actions, brief, ctx.buy_cost_factor, cfg.portfolio.min_order_eur, cfg.portfolio.whole_shares
+        actions, brief, buy_factor, cfg.portfolio.min_order_eur, cfg.portfolio.whole_shares
     )
     cuts += sizing_cuts
     book = Book(
@@ -242,7 +251,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
         cash_eur=p.cash_eur - pending_cost + pending_proceeds,
         qty={t: brief.held_qty(t) for t in set(p.positions) | {o.ticker for o in p.pending_orders}},
         prices_eur=prices_eur,
-        buy_cost_factor=ctx.buy_cost_factor,
+        buy_cost_factor=buy_factor,
         sell_net_factor=ctx.sell_net_factor,
         returns=returns,
         returns_tickers=r_tickers,
