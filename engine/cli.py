@@ -302,9 +302,9 @@ def _run_and_save(
     from engine.indicators import compute_indicators
     from engine.state import BackgroundSaver
 
-    check_data(market, p, ctx.config)
-    ind = compute_indicators(market, ctx.config)
     todo = [d for d in sessions if p.as_of is None or d.date() > p.as_of]
+    check_data(market, p, ctx.config, on=todo[0] if todo else None)  # as of the first session to run
+    ind = compute_indicators(market, ctx.config)
     saver = BackgroundSaver(store) if len(todo) > checkpoint else store
     done: list[StepResult] = []
     unsaved: list[StepResult] = []

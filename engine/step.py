@@ -90,21 +90,55 @@ class StepResult:
     record: dict[str, Any]
 
 
-def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx: StepContext) -> StepResult:
-    cfg = ctx.config
+def session_row(market: MarketData, d: pd.Timestamp) -> tuple[int, float]:
+    """The row of session `d` in the panel and its EURUSD rate, or DataUnavailable."""
     try:
         i = int(market.index.get_loc(d))
     except KeyError:
         raise DataUnavailable(f"{d.date()} is not in the market data ({market.index[0].date()}..{market.index[-1].date()})") from None
-    day = d.date()
-    rows = market.rows
-    fx = float(rows.fx_eurusd[i])
+    fx = float(market.rows.fx_eurusd[i])
     if not (math.isfinite(fx) and fx > 0):
-        raise DataUnavailable(f"no EURUSD rate for {day}: cannot value USD assets")
+        raise DataUnavailable(f"no EURUSD rate for {d.date()}: cannot value USD assets")
+    return i, fx
+
+
+def book_corporate_actions(
+    p: Portfolio, day: dt.date, market: MarketData, i: int, fx: float, ctx: StepContext
+) -> tuple[Portfolio, list[Fill]]:
+    """Dividends with ex-date D, and splits when the prices are as traded (unadjusted).
+
+    Quantities follow the data: on split-adjusted prices (Yahoo's history) a position
+    bought before a split is already in post-split units, so the split is not applied
+    again (an 11:10 split would add 10% to the position from nothing).
+    """
+    rows = market.rows
+    splits = {} if market.split_adjusted else rows.at("splits", i)
+    return corporate_actions(p, day, rows.at("dividends", i), splits, fx, ctx.instruments)
+
+
+def fill_pending(p: Portfolio, day: dt.date, market: MarketData, i: int, fx: float, ctx: StepContext):
+    """The pending orders filled at D's open; an order on a bar that did not trade waits."""
+    rows = market.rows
+    opens = rows.at("open", i)
+    pending = {o.ticker for o in p.pending_orders}
+    not_traded = {
+        t: f"the bar of {day} did not trade (carried forward or repeated): the order waits"
+        for j, t in enumerate(rows.tickers)
+        if t in pending and not rows.traded[i, j] and opens[t] == opens[t]
+    }
+    return execute_pending(
+        p, day, opens, fx, ctx.instruments, ctx.costs, ctx.config.portfolio.whole_shares, not_traded
+    )
+
+
+def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx: StepContext) -> StepResult:
+    cfg = ctx.config
+    day = d.date()
+    i, fx = session_row(market, d)
 
     # 1-2. corporate actions before the open, then the fills at the open.
-    p, ca_fills = corporate_actions(p, day, rows.at("dividends", i), rows.at("splits", i), fx, ctx.instruments)
-    ex = execute_pending(p, day, rows.at("open", i), fx, ctx.instruments, ctx.costs, cfg.portfolio.whole_shares)
+    p, ca_fills = book_corporate_actions(p, day, market, i, fx, ctx)
+    ex = fill_pending(p, day, market, i, fx, ctx)
     p = ex.portfolio
     fills = ca_fills + ex.fills
 
@@ -129,7 +163,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
             if b.ticker in prices_eur:
                 benchmarks[b.key] = BenchmarkHolding(ticker=b.ticker, units=p.starting_capital_eur / prices_eur[b.ticker])
     else:
-        dividends = rows.at("dividends", i)
+        dividends = market.rows.at("dividends", i)
         for key, h in benchmarks.items():
             div = dividends.get(h.ticker, 0.0)
             if div > 0:
@@ -168,7 +202,9 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
         for o in p.pending_orders
         if o.side == "sell"
     )
-    tradable = tuple(t for t in cfg.tickers if t in prices_eur and t in market.close.columns)
+    blocked = market.blocked_on(day)
+    tradable = tuple(t for t in cfg.tickers if t in prices_eur and t in market.close.columns and t not in blocked)
+    sell_only = tuple(t for t in sorted(p.positions) if t in blocked and t in prices_eur)
     positions = {}
     for t, pos in p.positions.items():
         price = prices_eur[t]
@@ -229,8 +265,9 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
         assets=assets,
         prices_eur=prices_eur,
         pending_orders=p.pending_orders,
-        data_issues=tuple(x.as_dict() for x in market.issues),
+        data_issues=tuple(x.as_dict() for x in market.issues_on(day)),
         tradable=tradable,
+        sell_only=sell_only,
         starting_capital_eur=p.starting_capital_eur,
         inception=inception,
         prospect_value=float(pt(nav / p.starting_capital_eur - 1)),
@@ -382,14 +419,16 @@ def required_tickers(p: Portfolio, config: Config) -> set[str]:
     return set(p.positions) | {o.ticker for o in p.pending_orders} | {b.ticker for b in config.benchmarks}
 
 
-def check_data(market: MarketData, p: Portfolio, config: Config) -> None:
-    """Stop when a ticker the run needs failed validation; otherwise proceed without the
-    failed ones (they are listed in the market's issues and in every decision record)."""
+def check_data(market: MarketData, p: Portfolio, config: Config, on: pd.Timestamp | None = None) -> None:
+    """Stop when a ticker the run needs has a fatal data issue in force on session `on`
+    (default: the panel's last); otherwise proceed without the failed ones (they are
+    listed in the briefs and decision records of the sessions they concern)."""
     needed = required_tickers(p, config)
+    day = (on if on is not None else market.index[-1]).date()
     bad: dict[str, str] = {}
-    for issue in market.issues:
-        if issue.fatal_for_ticker and issue.ticker in needed and issue.ticker not in bad:
-            bad[issue.ticker] = f"{issue.ticker} ({issue.kind}: {issue.detail})"
+    for t, issue in market.blocked_on(day).items():
+        if t in needed:
+            bad[t] = f"{t} ({issue.kind}: {issue.detail})"
     missing = sorted(t for t in needed if t not in market.close.columns and t not in bad)
     for t in missing:
         bad[t] = f"{t} (absent from the data)"

@@ -41,7 +41,7 @@ QTY_DECIMALS = 6
 class ExecutionNote:
     order_id: str
     ticker: str
-    outcome: Literal["clipped", "rejected"]
+    outcome: Literal["clipped", "rejected", "waiting"]
     requested_qty: float
     filled_qty: float
     reason: str
@@ -138,19 +138,29 @@ def execute_pending(
     assets: Mapping[str, Asset],
     costs: CostModel,
     whole_shares: bool,
+    not_traded: Mapping[str, str] | None = None,
 ) -> ExecutionResult:
-    """Fill the pending orders whose exchange opened on `d` (those with an open price)."""
+    """Fill the pending orders whose exchange opened on `d` (those with an open price).
+
+    `not_traded`: ticker -> why its bar of `d` did not trade (carried forward, a
+    repeated stale bar, zero volume). Its orders wait, as over a holiday, with a note:
+    a fill at a price nobody traded at would be fiction.
+    """
     due, waiting = [], []
+    notes: list[ExecutionNote] = []
     for o in p.pending_orders:
         px = opens_local.get(o.ticker)
+        if px is not None and px == px and px > 0 and not_traded and o.ticker in not_traded:
+            notes.append(ExecutionNote(o.id, o.ticker, "waiting", o.qty, 0.0, not_traded[o.ticker]))
+            waiting.append(o)
+            continue
         (due if px is not None and px == px and px > 0 else waiting).append(o)
     if not due:
-        return ExecutionResult(p)
+        return ExecutionResult(p, [], notes)
     day = dt.datetime(d.year, d.month, d.day)
     due.sort(key=lambda o: (open_time_utc(assets[o.ticker].calendar, day), o.decided_on, o.side != "sell", o.ticker))
     p = p.model_copy(update={"pending_orders": tuple(waiting)})
     fills: list[Fill] = []
-    notes: list[ExecutionNote] = []
     for o in due:
         asset = assets[o.ticker]
         px = float(opens_local[o.ticker])
