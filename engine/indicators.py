@@ -42,6 +42,9 @@ BOLLINGER_WIDTH = 2.0
 VOL_WINDOW = 20
 HIGH_52W_SESSIONS = 252
 
+# Indicators that are price levels (local currency), as opposed to ratios.
+PRICE_LEVEL_COLUMNS: tuple[str, ...] = ("sma_20", "sma_50", "sma_200", "bb_upper", "bb_lower")
+
 # Computed on each ticker's own sessions, local currency.
 TECHNICAL_COLUMNS: tuple[str, ...] = (
     "close",
@@ -188,14 +191,23 @@ def compute_indicators(market: MarketData, config: Config) -> Indicators:
         raise ValueError(f"no currency configured for: {', '.join(unknown)}")
 
     index = market.close.index
-    close = market.close.to_numpy(dtype=float)
-    n_rows, n_cols = close.shape
+    raw_close = market.close.to_numpy(dtype=float)
+    n_rows, n_cols = raw_close.shape
+    # On prices as traded, a split is a jump of the price, not a loss: the indicators are
+    # computed on the split-adjusted series, and the price levels put back in the units
+    # of each row (which know only the splits up to that row).
+    units = _split_units(market)
+    close = raw_close / units
 
     cube = np.full((n_rows, n_cols, len(INDICATOR_COLUMNS)), np.nan)
     for j in range(n_cols):
         cube[:, j, : len(TECHNICAL_COLUMNS)] = _technical_on_union(close[:, j])
+    for name in PRICE_LEVEL_COLUMNS:
+        k = TECHNICAL_COLUMNS.index(name)
+        cube[:, :, k] *= units
+    cube[:, :, TECHNICAL_COLUMNS.index("close")] = _ffill_rows(raw_close)
 
-    price_local = market.close.ffill()
+    price_local = pd.DataFrame(close, index=index, columns=market.close.columns).ffill()
     usd = [t for t in tickers if instruments[t].currency == "USD"]
     if usd:
         fx = market.fx_eurusd.reindex(index).ffill()
@@ -216,6 +228,23 @@ def compute_indicators(market: MarketData, config: Config) -> Indicators:
         for k, name in enumerate(INDICATOR_COLUMNS)
     }
     return Indicators(frames=frames, returns_eur=returns_eur)
+
+
+def _split_units(market: MarketData) -> np.ndarray:
+    """Row x ticker: how many of today's shares one share of that row is worth, i.e.
+    the product of the splits after the row (1 on split-adjusted prices)."""
+    splits = market.splits.reindex(index=market.close.index, columns=market.close.columns)
+    f = splits.to_numpy(dtype=float, na_value=1.0)
+    if market.split_adjusted or not (f != 1.0).any():
+        return np.ones_like(f)
+    f[~np.isfinite(f) | (f <= 0)] = 1.0
+    after = np.ones_like(f)
+    after[:-1] = np.cumprod(f[::-1], axis=0)[::-1][1:]
+    return after
+
+
+def _ffill_rows(x: np.ndarray) -> np.ndarray:
+    return pd.DataFrame(x).ffill().to_numpy(dtype=float)
 
 
 def _technical_on_union(close_union: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ trades (US Thanksgiving), US assets keep their last close and their orders wait.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ from engine.risk.prospect import prospect_value
 from engine.risk.guardrails import Book, Limits, apply_guardrails
 
 RECORD_SCHEMA_VERSION = 1
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -131,16 +134,95 @@ def fill_pending(p: Portfolio, day: dt.date, market: MarketData, i: int, fx: flo
     )
 
 
+# A recorded close and a fresh one agree within this (Yahoo revises a few cents);
+# beyond it, a ratio this close to a whole number (or its inverse) is a split.
+MARK_TOLERANCE = 0.02
+
+
+def reconcile_units(p: Portfolio, market: MarketData, ctx: StepContext) -> tuple[Portfolio, list[Fill]]:
+    """Put the quantities in the units of this panel, once per panel (at load).
+
+    1. On split-adjusted prices, a state saved from an older download holds pre-split
+       quantities (and pending orders): convert them for the splits after its
+       ``units_as_of`` and book each conversion (a ``split`` row of trades.parquet).
+    2. Compare the close each held position was last marked at with this panel's close
+       of that session (after step 1): a ratio near a whole number or its inverse is a
+       split missing from the events, booked with a note; any other disagreement stops
+       the run (DataUnavailable), since the state and the data no longer describe the
+       same shares.
+    """
+    end = market.index[-1].date()
+    if p.units_as_of == end:
+        return p, []
+    fills: list[Fill] = []
+    base = p.units_as_of or p.as_of
+    if market.split_adjusted and base is not None:
+        events = market.splits.loc[(market.splits.index.date > base)]
+        for ts, row in events.iterrows():
+            ratios = {t: float(r) for t, r in row.items() if r == r and r > 0 and r != 1.0}
+            if ratios:
+                fx = float(market.fx_eurusd.get(ts, float("nan")))
+                p, booked = corporate_actions(p, ts.date(), {}, ratios, fx, ctx.instruments)
+                fills += [f.model_copy(update={"note": f.note + ", converted at load (split-adjusted prices)"})
+                          for f in booked]
+    if p.as_of is not None:
+        p, found = _unbooked_splits(p, market, ctx)
+        fills += found
+    return p.model_copy(update={"units_as_of": end}), fills
+
+
+def _unbooked_splits(p: Portfolio, market: MarketData, ctx: StepContext) -> tuple[Portfolio, list[Fill]]:
+    assert p.as_of is not None
+    upto = market.close.loc[: pd.Timestamp(p.as_of)]
+    fills: list[Fill] = []
+    for t, pos in sorted(p.positions.items()):
+        if pos.last_close_local is None or t not in upto.columns:
+            continue
+        col = upto[t].dropna()
+        if col.empty:
+            continue
+        fresh = float(col.iloc[-1])
+        ratio = pos.last_close_local / fresh  # > 1: today's data is in more, smaller shares
+        if abs(ratio - 1.0) <= MARK_TOLERANCE:
+            continue
+        n = round(ratio) if ratio >= 1 else 1.0 / round(1.0 / ratio)
+        if n == 1.0 or abs(ratio / n - 1.0) > MARK_TOLERANCE:
+            raise DataUnavailable(
+                f"{t}: the close of {col.index[-1].date()} was {pos.last_close_local:.4f} when the state was "
+                f"saved and is {fresh:.4f} in this data (ratio {ratio:.4f}, not a split): the state and the "
+                "data disagree, check the data"
+            )
+        fx = float(market.fx_eurusd.loc[: pd.Timestamp(p.as_of)].dropna().iloc[-1])
+        p, booked = corporate_actions(p, p.as_of, {}, {t: float(n)}, fx, ctx.instruments)
+        fills += [f.model_copy(update={"note": f"split {n:g}-for-1 found in the prices (recorded close "
+                                               f"{pos.last_close_local:.4f}, now {fresh:.4f}), not in the events"})
+                  for f in booked]
+        log.warning("%s: a %g-for-1 split missing from the events was found in the prices and booked", t, n)
+    return p, fills
+
+
+def record_marks(p: Portfolio, close_local: dict[str, float]) -> Portfolio:
+    """Remember the close each position is marked at (for :func:`reconcile_units`)."""
+    positions = {
+        t: pos if pos.last_close_local == close_local.get(t) else pos.model_copy(
+            update={"last_close_local": close_local.get(t)})
+        for t, pos in p.positions.items()
+    }
+    return p.model_copy(update={"positions": positions})
+
+
 def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx: StepContext) -> StepResult:
     cfg = ctx.config
     day = d.date()
     i, fx = session_row(market, d)
 
-    # 1-2. corporate actions before the open, then the fills at the open.
+    # 0-2. quantities in this panel's units, corporate actions before the open, then
+    # the fills at the open.
+    p, unit_fills = reconcile_units(p, market, ctx)
     p, ca_fills = book_corporate_actions(p, day, market, i, fx, ctx)
     ex = fill_pending(p, day, market, i, fx, ctx)
     p = ex.portfolio
-    fills = ca_fills + ex.fills
+    fills = unit_fills + ca_fills + ex.fills
 
     # 3. mark to market at the close (last close for an exchange closed today).
     names = ind.names
@@ -154,6 +236,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
             prices_eur[t] = px / fx if inst.currency == "USD" else px
     val = mark(p, prices_eur)
     nav = val.nav_eur
+    p = record_marks(p, close_local)
 
     benchmarks = dict(p.benchmarks)
     inception = p.inception

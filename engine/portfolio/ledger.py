@@ -37,6 +37,9 @@ class Position(_Model):
     ticker: str
     qty: float = Field(gt=0)
     cost_eur: float = Field(ge=0)  # the cost basis of the whole position, buy costs included
+    # The close it was last marked at, in the units of the data of that day: a fresh
+    # download that disagrees by a split ratio reveals a split missing from the events.
+    last_close_local: float | None = None
 
     @property
     def avg_cost_eur(self) -> float:
@@ -134,6 +137,10 @@ class Portfolio(_Model):
     # Where the prices come from ("yahoo", "demo seed=42"): a state is never fed two sources.
     source: str = ""
     as_of: dt.date | None = None
+    # The last date of the price data the quantities are expressed in. Split-adjusted
+    # history (Yahoo) is in the units of its download day; a state saved from an older
+    # download is converted once, at load, for the splits since (engine/step.py).
+    units_as_of: dt.date | None = None
     inception: dt.date | None = None
     starting_capital_eur: float = Field(gt=0)
     cash_eur: float = Field(ge=0)
@@ -188,7 +195,8 @@ def book(p: Portfolio, f: Fill) -> tuple[Portfolio, Fill]:
     elif f.side == "split":
         if pos is not None:
             ratio = f.price_local  # for a split, the ratio is carried in price_local
-            positions[f.ticker] = pos.model_copy(update={"qty": round(pos.qty * ratio, 6)})
+            mark_ = None if pos.last_close_local is None else pos.last_close_local / ratio
+            positions[f.ticker] = pos.model_copy(update={"qty": round(pos.qty * ratio, 6), "last_close_local": mark_})
     new = p.model_copy(
         update={
             "cash_eur": cash,
