@@ -141,6 +141,8 @@ class DataConfig(_Frozen):
     max_missing_fraction: float = Field(ge=0, lt=1)
     retries: int = Field(ge=1)
     backoff_seconds: float = Field(ge=0)
+    # --source csv: whether the files' past prices already contain later splits.
+    csv_price_convention: Literal["split_adjusted", "unadjusted"] = "split_adjusted"
 
 
 class TokenPrice(_Frozen):
