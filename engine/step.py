@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from engine.config import Asset, Benchmark, Config
+from engine.data.calendars import sessions_per_year
 from engine.data.market import MarketData
 from engine.decision import Brief, PositionView, check_decision, size_orders
 from engine.errors import DataUnavailable
@@ -61,6 +62,7 @@ class StepContext:
     costs: CostModel = field(init=False)
     instruments: dict[str, Asset | Benchmark] = field(init=False)
     sell_net_factor: dict[str, float] = field(init=False)
+    sessions_per_year: float = field(init=False)  # of the union calendar: annualises the EUR figures
     _buy_by_rate: dict[float, dict[str, float]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -73,6 +75,7 @@ class StepContext:
             for a in self.config.assets
         }
         object.__setattr__(self, "sell_net_factor", sell)
+        object.__setattr__(self, "sessions_per_year", sessions_per_year({i.calendar for i in self.instruments.values()}))
 
     def buy_cost_factor(self, d: dt.date) -> dict[str, float]:
         """Ticker -> all-in cost of 1 EUR bought on `d` (the FTT rate depends on the date)."""
@@ -305,7 +308,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
             prospect_value=float(pt(price / pos.avg_cost_eur - 1 if pos.avg_cost_eur > 0 else 0.0)),
         )
     assets = {t: figures[t] for t in cfg.tickers if t in figures}
-    for t, rec in _recent(returns, r_tickers).items():
+    for t, rec in _recent(returns, r_tickers, ctx.sessions_per_year).items():
         if t in assets:
             assets[t].update(rec)
     previous = None
@@ -459,7 +462,7 @@ RECENT_SESSIONS = 30
 MAX_CUTS_CARRIED = 10  # of a decision's cuts, shown with it at the next session
 
 
-def _recent(returns: np.ndarray, tickers: list[str]) -> dict[str, dict[str, float]]:
+def _recent(returns: np.ndarray, tickers: list[str], periods_per_year: float) -> dict[str, dict[str, float]]:
     """The last ~30 sessions of each asset in brief (EUR): return, volatility, worst day, drawdown."""
     r = returns[-RECENT_SESSIONS:]
     if len(r) < 2:
@@ -467,7 +470,7 @@ def _recent(returns: np.ndarray, tickers: list[str]) -> dict[str, dict[str, floa
     path = np.cumprod(1 + r, axis=0)
     dd = (path / np.maximum.accumulate(path, axis=0) - 1).min(axis=0)
     ret = path[-1] - 1
-    vol = r.std(axis=0, ddof=1) * math.sqrt(252)
+    vol = r.std(axis=0, ddof=1) * math.sqrt(periods_per_year)
     worst = r.min(axis=0)
     return {
         t: {"ret_30s_eur": float(ret[j]), "vol_30s_ann": float(vol[j]), "worst_day_30s": float(worst[j]),
