@@ -178,27 +178,28 @@ def _unbooked_splits(p: Portfolio, market: MarketData, ctx: StepContext) -> tupl
     assert p.as_of is not None
     upto = market.close.loc[: pd.Timestamp(p.as_of)]
     fills: list[Fill] = []
-    for t, pos in sorted(p.positions.items()):
-        if pos.last_close_local is None or t not in upto.columns:
+    for t in sorted(p.positions):
+        recorded = p.marks_local.get(t)
+        if recorded is None or t not in upto.columns:
             continue
         col = upto[t].dropna()
         if col.empty:
             continue
         fresh = float(col.iloc[-1])
-        ratio = pos.last_close_local / fresh  # > 1: today's data is in more, smaller shares
+        ratio = recorded / fresh  # > 1: today's data is in more, smaller shares
         if abs(ratio - 1.0) <= MARK_TOLERANCE:
             continue
         n = round(ratio) if ratio >= 1 else 1.0 / round(1.0 / ratio)
         if n == 1.0 or abs(ratio / n - 1.0) > MARK_TOLERANCE:
             raise DataUnavailable(
-                f"{t}: the close of {col.index[-1].date()} was {pos.last_close_local:.4f} when the state was "
+                f"{t}: the close of {col.index[-1].date()} was {recorded:.4f} when the state was "
                 f"saved and is {fresh:.4f} in this data (ratio {ratio:.4f}, not a split): the state and the "
                 "data disagree, check the data"
             )
         fx = float(market.fx_eurusd.loc[: pd.Timestamp(p.as_of)].dropna().iloc[-1])
         p, booked = corporate_actions(p, p.as_of, {}, {t: float(n)}, fx, ctx.instruments)
         fills += [f.model_copy(update={"note": f"split {n:g}-for-1 found in the prices (recorded close "
-                                               f"{pos.last_close_local:.4f}, now {fresh:.4f}), not in the events"})
+                                               f"{recorded:.4f}, now {fresh:.4f}), not in the events"})
                   for f in booked]
         log.warning("%s: a %g-for-1 split missing from the events was found in the prices and booked", t, n)
     return p, fills
@@ -206,12 +207,7 @@ def _unbooked_splits(p: Portfolio, market: MarketData, ctx: StepContext) -> tupl
 
 def record_marks(p: Portfolio, close_local: dict[str, float]) -> Portfolio:
     """Remember the close each position is marked at (for :func:`reconcile_units`)."""
-    positions = {
-        t: pos if pos.last_close_local == close_local.get(t) else pos.model_copy(
-            update={"last_close_local": close_local.get(t)})
-        for t, pos in p.positions.items()
-    }
-    return p.model_copy(update={"positions": positions})
+    return p.model_copy(update={"marks_local": {t: close_local[t] for t in p.positions if t in close_local}})
 
 
 def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx: StepContext) -> StepResult:

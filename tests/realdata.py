@@ -46,7 +46,8 @@ def real_config(tickers: list[str] | None = None, **overrides) -> Config:
         for t in tickers
     ]
     bench = [{"key": "sp500", "ticker": BENCH, "name": "S&P 500 index", "currency": "EUR", "calendar": "XNYS"}]
-    return load_config().with_overrides(assets=assets, benchmarks=bench, **overrides)
+    overrides.setdefault("benchmarks", bench)
+    return load_config().with_overrides(assets=assets, **overrides)
 
 
 def real_market(tickers: list[str] | None = None, start: str | None = None, end: str | None = None) -> MarketData:

@@ -64,7 +64,7 @@ def test_a_daily_run_holding_aapl_after_the_crash_runs_and_can_sell(config):
     market = validate(real_market(end="2000-10-02"), config, d)
     held = Portfolio(
         starting_capital_eur=10_000.0, cash_eur=1_000.0, as_of=CRASH.date(), inception=CRASH.date(),
-        positions={"AAPL": Position(ticker="AAPL", qty=10_000, cost_eur=8_000.0, last_close_local=0.391)},
+        positions={"AAPL": Position(ticker="AAPL", qty=10_000, cost_eur=8_000.0)}, marks_local={"AAPL": 0.391},
         pending_orders=(Order(id="s1", ticker="AAPL", side="sell", qty=10_000, decided_on=CRASH.date()),),
     )
     check_data(market, held, config, on=d)  # does not stop: "cannot run safely without AAPL" was the bug

@@ -37,9 +37,6 @@ class Position(_Model):
     ticker: str
     qty: float = Field(gt=0)
     cost_eur: float = Field(ge=0)  # the cost basis of the whole position, buy costs included
-    # The close it was last marked at, in the units of the data of that day: a fresh
-    # download that disagrees by a split ratio reveals a split missing from the events.
-    last_close_local: float | None = None
 
     @property
     def avg_cost_eur(self) -> float:
@@ -141,6 +138,10 @@ class Portfolio(_Model):
     # history (Yahoo) is in the units of its download day; a state saved from an older
     # download is converted once, at load, for the splits since (engine/step.py).
     units_as_of: dt.date | None = None
+    # The close each held position was last marked at (local currency, in the units of
+    # that day's data): a fresh download that disagrees by a split ratio reveals a split
+    # missing from the events.
+    marks_local: dict[str, float] = {}
     inception: dt.date | None = None
     starting_capital_eur: float = Field(gt=0)
     cash_eur: float = Field(ge=0)
@@ -195,10 +196,13 @@ def book(p: Portfolio, f: Fill) -> tuple[Portfolio, Fill]:
     elif f.side == "split":
         if pos is not None:
             ratio = f.price_local  # for a split, the ratio is carried in price_local
-            mark_ = None if pos.last_close_local is None else pos.last_close_local / ratio
-            positions[f.ticker] = pos.model_copy(update={"qty": round(pos.qty * ratio, 6), "last_close_local": mark_})
+            positions[f.ticker] = pos.model_copy(update={"qty": round(pos.qty * ratio, 6)})
+    marks = p.marks_local
+    if f.side == "split" and f.ticker in marks:  # the last mark, in the new units
+        marks = {**marks, f.ticker: marks[f.ticker] / f.price_local}
     new = p.model_copy(
         update={
+            "marks_local": marks,
             "cash_eur": cash,
             "positions": dict(sorted(positions.items())),
             "realised_pnl_eur": realised_total,
