@@ -49,6 +49,11 @@ def _positive_int(s: str) -> int:
     return n
 
 
+CSV_DATA_HELP = ("with --source csv: a folder of <TICKER>.csv files (date,open,high,low,close,volume"
+                 "[,dividends,splits]; EURUSD=X.csv for USD assets) or one CSV with a ticker column; "
+                 "the universe comes from the config")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m engine",
@@ -89,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
         "orders at D's open, mark to market, decide, queue orders. Re-running a done date changes nothing.",
     )
     daily.add_argument("--state", type=Path, required=True, help="the state folder (e.g. state)")
-    daily.add_argument("--source", choices=("yahoo", "demo"), required=True, help="market data source")
+    daily.add_argument("--source", choices=("yahoo", "demo", "csv"), required=True, help="market data source")
+    daily.add_argument("--data", type=Path, help=CSV_DATA_HELP)
     daily.add_argument("--date", type=_date, help="session date D (default: today, UTC)")
     daily.add_argument("--seed", type=int, default=42, help="seed of the demo market (with --source demo)")
     common(daily)
@@ -101,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
         "OUT/metrics.json (strategy, benchmarks, verdict on the null hypothesis) and OUT/charts/. "
         "An interrupted backtest resumes where it stopped.",
     )
-    bt.add_argument("--source", choices=("demo", "yahoo"), default="demo", help="market data source (default demo)")
+    bt.add_argument("--source", choices=("demo", "yahoo", "csv"), default="demo",
+                    help="market data source (default demo)")
+    bt.add_argument("--data", type=Path, help=CSV_DATA_HELP)
     bt.add_argument("--start", type=_date, required=True, help="first session (YYYY-MM-DD)")
     bt.add_argument("--end", type=_date, required=True, help="last session (YYYY-MM-DD)")
     bt.add_argument("--out", type=Path, required=True, help="output folder")
@@ -226,11 +234,17 @@ def _calendar_codes(cfg: Config) -> set[str]:
     return {i.calendar for i in cfg.instruments.values()}
 
 
-def _source(name: str, seed: int, cfg: Config, cache: Path | None):
+def _source(name: str, seed: int, cfg: Config, cache: Path | None, data: Path | None = None):
     if name == "demo":
         from engine.data.demo import DemoSource
 
         return DemoSource(seed=seed)
+    if name == "csv":
+        from engine.data.csv_source import CsvSource
+
+        if data is None:
+            raise ConfigError("--source csv needs --data PATH (a folder of <TICKER>.csv files, or one CSV file)")
+        return CsvSource(data, cfg.data.csv_price_convention)
     from engine.data.yahoo import YahooSource
 
     return YahooSource(
@@ -320,9 +334,9 @@ def _run_and_save(
     from engine.indicators import compute_indicators
     from engine.state import BackgroundSaver
 
-    check_data(market, p, ctx.config)
-    ind = compute_indicators(market, ctx.config)
     todo = [d for d in sessions if p.as_of is None or d.date() > p.as_of]
+    check_data(market, p, ctx.config, on=todo[0] if todo else None)  # as of the first session to run
+    ind = compute_indicators(market, ctx.config)
     saver = BackgroundSaver(store) if len(todo) > checkpoint else store
     done: list[StepResult] = []
     unsaved: list[StepResult] = []
@@ -451,7 +465,7 @@ def cmd_daily(args: argparse.Namespace) -> int:
         if len(sessions) > 1:
             log.info("catching up %d sessions missed since %s", len(sessions) - 1, p.as_of)
     policy = _policy(args, cfg, today=dt.datetime.now(dt.UTC).date())  # LLM key and model: before the download
-    market = _load_market(_source(args.source, args.seed, cfg, args.cache), cfg, sessions[0], d)
+    market = _load_market(_source(args.source, args.seed, cfg, args.cache, args.data), cfg, sessions[0], d)
     if d not in market.index:
         raise EngineError(f"the {args.source} data has no bar for {d.date()} yet: run again after the close")
     ctx = StepContext(config=cfg, policy=policy, source=label, synthetic=args.source == "demo")
@@ -494,7 +508,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if p.inception is not None and p.inception != sessions[0].date():
         raise StateCorrupt(f"{store.root} is a backtest that began on {p.inception}, not {sessions[0].date()}: "
                            "use a new --out")
-    market = _load_market(_source(args.source, args.seed, cfg, args.cache), cfg, sessions[0], sessions[-1])
+    market = _load_market(_source(args.source, args.seed, cfg, args.cache, args.data), cfg, sessions[0], sessions[-1])
     sessions = sessions[sessions.isin(market.index)]
 
     model = args.model or cfg.llm.model

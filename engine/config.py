@@ -50,12 +50,53 @@ class PortfolioConfig(_Frozen):
     min_order_eur: float = Field(ge=0)
 
 
+class TaxRate(_Frozen):
+    """A tax rate in force from `since` (inclusive) until the next entry of its schedule."""
+
+    since: dt.date
+    rate: float = Field(ge=0, lt=0.1)
+    source: str = ""
+
+
 class CostsConfig(_Frozen):
     slippage_bps: float = Field(ge=0, le=1000)
     commission_bps: float = Field(ge=0, le=1000)
     commission_min_eur: float = Field(ge=0)
-    french_ftt_rate: float = Field(ge=0, lt=0.1)
+    # The French FTT as a dated schedule (no tax before its first entry); which shares
+    # it applies to is the per-asset `ftt` flag of the universe.
+    french_ftt: tuple[TaxRate, ...] = ()
     fx_fee_bps: float = Field(ge=0, le=1000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_rate(cls, raw: Any) -> Any:
+        """`french_ftt_rate = x` (a user override) is a flat rate on every date."""
+        if isinstance(raw, dict) and "french_ftt_rate" in raw:
+            raw = dict(raw)
+            rate = raw.pop("french_ftt_rate")
+            raw["french_ftt"] = [{"since": dt.date.min, "rate": rate, "source": "flat rate from the configuration"}]
+        return raw
+
+    @model_validator(mode="after")
+    def _check_schedule(self) -> CostsConfig:
+        dates = [r.since for r in self.french_ftt]
+        if dates != sorted(set(dates)):
+            raise ValueError("costs.french_ftt: the dates must be increasing, each once")
+        return self
+
+    def french_ftt_rate_on(self, d: dt.date | None = None) -> float:
+        """The FTT rate in force on `d` (the latest rate when `d` is None)."""
+        rate = 0.0
+        for r in self.french_ftt:
+            if d is not None and r.since > d:
+                break
+            rate = r.rate
+        return rate
+
+    @property
+    def french_ftt_rate(self) -> float:
+        """The rate in force now (the last of the schedule), for pages and prompts."""
+        return self.french_ftt_rate_on(None)
 
 
 class RiskConfig(_Frozen):
@@ -100,6 +141,8 @@ class DataConfig(_Frozen):
     max_missing_fraction: float = Field(ge=0, lt=1)
     retries: int = Field(ge=1)
     backoff_seconds: float = Field(ge=0)
+    # --source csv: whether the files' past prices already contain later splits.
+    csv_price_convention: Literal["split_adjusted", "unadjusted"] = "split_adjusted"
 
 
 class TokenPrice(_Frozen):

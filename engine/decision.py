@@ -97,6 +97,9 @@ class Brief:
     pending_orders: tuple[Order, ...] = ()
     data_issues: tuple[dict[str, str], ...] = ()
     tradable: tuple[str, ...] = field(default=())
+    # Held assets whose data is flagged bad but whose last price is known: they may
+    # only be sold (an exit stays possible), never bought.
+    sell_only: tuple[str, ...] = field(default=())
     starting_capital_eur: float = 0.0
     inception: dt.date | None = None
     prospect_value: float = 0.0  # v(NAV / starting capital - 1): the reference point is the capital
@@ -205,7 +208,7 @@ def check_decision(decision: Decision, brief: Brief, universe: set[str]) -> tupl
             # (Buys above 100% are scaled with the others below, keeping their proportions.)
             cuts.append(Cut("validation", ticker, _desc(a), "sell 100%", "percent above 100 clipped to 100"))
             a = a.model_copy(update={"percent": 100.0})
-        if ticker not in brief.tradable:
+        if ticker not in brief.tradable and not (a.action == "sell" and ticker in brief.sell_only):
             cuts.append(Cut("validation", ticker, _desc(a), "dropped", "no valid market data today"))
             continue
         if a.action == "sell" and brief.held_qty(ticker) <= 0:

@@ -29,18 +29,22 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from engine.config import Config
-from engine.data.calendars import to_session
+from engine.data.calendars import sessions_per_year, to_session
 from engine.data.market import MarketData
 from engine.risk.cvar import MIN_OBSERVATIONS, full_windows, rolling_var_cvar
 from engine.risk.kelly import kelly_fraction
 from engine.risk.prospect import prospect_value
 
-TRADING_DAYS_PER_YEAR = 252
+# Annualisation uses each calendar's sessions per year (engine.data.calendars): a
+# ticker's own exchange for the technical block, the union for the EUR risk block.
 RSI_PERIOD = 14
 BOLLINGER_WINDOW = 20
 BOLLINGER_WIDTH = 2.0
 VOL_WINDOW = 20
 HIGH_52W_SESSIONS = 252
+
+# Indicators that are price levels (local currency), as opposed to ratios.
+PRICE_LEVEL_COLUMNS: tuple[str, ...] = ("sma_20", "sma_50", "sma_200", "bb_upper", "bb_lower")
 
 # Computed on each ticker's own sessions, local currency.
 TECHNICAL_COLUMNS: tuple[str, ...] = (
@@ -188,14 +192,24 @@ def compute_indicators(market: MarketData, config: Config) -> Indicators:
         raise ValueError(f"no currency configured for: {', '.join(unknown)}")
 
     index = market.close.index
-    close = market.close.to_numpy(dtype=float)
-    n_rows, n_cols = close.shape
+    raw_close = market.close.to_numpy(dtype=float)
+    n_rows, n_cols = raw_close.shape
+    # On prices as traded, a split is a jump of the price, not a loss: the indicators are
+    # computed on the split-adjusted series, and the price levels put back in the units
+    # of each row (which know only the splits up to that row).
+    units = _split_units(market)
+    close = raw_close / units
 
     cube = np.full((n_rows, n_cols, len(INDICATOR_COLUMNS)), np.nan)
-    for j in range(n_cols):
-        cube[:, j, : len(TECHNICAL_COLUMNS)] = _technical_on_union(close[:, j])
+    for j, t in enumerate(tickers):
+        own_ppy = sessions_per_year({instruments[t].calendar})
+        cube[:, j, : len(TECHNICAL_COLUMNS)] = _technical_on_union(close[:, j], own_ppy)
+    for name in PRICE_LEVEL_COLUMNS:
+        k = TECHNICAL_COLUMNS.index(name)
+        cube[:, :, k] *= units
+    cube[:, :, TECHNICAL_COLUMNS.index("close")] = _ffill_rows(raw_close)
 
-    price_local = market.close.ffill()
+    price_local = pd.DataFrame(close, index=index, columns=market.close.columns).ffill()
     usd = [t for t in tickers if instruments[t].currency == "USD"]
     if usd:
         fx = market.fx_eurusd.reindex(index).ffill()
@@ -209,7 +223,8 @@ def compute_indicators(market: MarketData, config: Config) -> Indicators:
         returns_v[1:] = price_eur_v[1:] / price_eur_v[:-1] - 1.0
     returns_eur = pd.DataFrame(returns_v, index=index, columns=market.close.columns)
 
-    cube[:, :, len(TECHNICAL_COLUMNS) :] = _risk_block(price_eur_v, returns_eur, config)
+    union_ppy = sessions_per_year({instruments[t].calendar for t in tickers})
+    cube[:, :, len(TECHNICAL_COLUMNS) :] = _risk_block(price_eur_v, returns_eur, config, union_ppy)
 
     frames = {
         name: pd.DataFrame(cube[:, :, k], index=index, columns=market.close.columns)
@@ -218,7 +233,24 @@ def compute_indicators(market: MarketData, config: Config) -> Indicators:
     return Indicators(frames=frames, returns_eur=returns_eur)
 
 
-def _technical_on_union(close_union: np.ndarray) -> np.ndarray:
+def _split_units(market: MarketData) -> np.ndarray:
+    """Row x ticker: how many of today's shares one share of that row is worth, i.e.
+    the product of the splits after the row (1 on split-adjusted prices)."""
+    splits = market.splits.reindex(index=market.close.index, columns=market.close.columns)
+    f = splits.to_numpy(dtype=float, na_value=1.0)
+    if market.split_adjusted or not (f != 1.0).any():
+        return np.ones_like(f)
+    f[~np.isfinite(f) | (f <= 0)] = 1.0
+    after = np.ones_like(f)
+    after[:-1] = np.cumprod(f[::-1], axis=0)[::-1][1:]
+    return after
+
+
+def _ffill_rows(x: np.ndarray) -> np.ndarray:
+    return pd.DataFrame(x).ffill().to_numpy(dtype=float)
+
+
+def _technical_on_union(close_union: np.ndarray, periods_per_year: float) -> np.ndarray:
     """One ticker's technical block (n_rows x len(TECHNICAL_COLUMNS)) on the union index.
 
     Computed on the ticker's own sessions (its non-NaN closes), then each union row takes
@@ -229,14 +261,14 @@ def _technical_on_union(close_union: np.ndarray) -> np.ndarray:
     out = np.full((n_rows, len(TECHNICAL_COLUMNS)), np.nan)
     if not own.any():
         return out
-    block = _technical_block(close_union[own])
+    block = _technical_block(close_union[own], periods_per_year)
     last_session = np.cumsum(own) - 1  # -1 before the ticker's first session
     known = last_session >= 0
     out[known] = block[last_session[known]]
     return out
 
 
-def _technical_block(c: np.ndarray) -> np.ndarray:
+def _technical_block(c: np.ndarray, periods_per_year: float) -> np.ndarray:
     """Technical indicators on a gap-free series of closes (one row per own session)."""
     n = c.size
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -251,7 +283,7 @@ def _technical_block(c: np.ndarray) -> np.ndarray:
 
         log_ret = np.full(n, np.nan)
         log_ret[1:] = np.diff(np.log(c))
-        vol_20_ann = _trailing(log_ret, VOL_WINDOW, _sample_std) * math.sqrt(TRADING_DAYS_PER_YEAR)
+        vol_20_ann = _trailing(log_ret, VOL_WINDOW, _sample_std) * math.sqrt(periods_per_year)
 
         # Worst peak-to-trough fall within the last 52 weeks. A fixed trailing window (not
         # the running peak since the data began) keeps every figure at D independent of
@@ -335,7 +367,7 @@ def _wilder_rsi(c: np.ndarray, period: int) -> np.ndarray:
     return out
 
 
-def _risk_block(price_eur: np.ndarray, returns_eur: pd.DataFrame, config: Config) -> np.ndarray:
+def _risk_block(price_eur: np.ndarray, returns_eur: pd.DataFrame, config: Config, periods_per_year: float) -> np.ndarray:
     """The RISK_COLUMNS (n_rows x n_cols x 6) from EUR prices and returns on the union index.
 
     Each value at row t uses the `lookback` returns of rows t-lookback+1..t (that is the
@@ -350,7 +382,7 @@ def _risk_block(price_eur: np.ndarray, returns_eur: pd.DataFrame, config: Config
     var_f, cvar_f = rolling_var_cvar(returns_eur, lookback, risk.cvar_level)
     mean_ret = _trailing_2d(returns, lookback, np.mean)
     variance = _trailing_2d(returns, lookback, lambda x, axis: np.var(x, axis=axis, ddof=1))
-    vol_ann = np.sqrt(variance) * math.sqrt(TRADING_DAYS_PER_YEAR)
+    vol_ann = np.sqrt(variance) * math.sqrt(periods_per_year)
     half_kelly = kelly_fraction(mean_ret, variance, risk.kelly_fraction)
 
     # Overlapping `horizon`-session EUR returns lying wholly inside the window: those

@@ -22,6 +22,8 @@ trades (US Thanksgiving), US assets keep their last close and their orders wait.
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from engine.config import Asset, Benchmark, Config
+from engine.data.calendars import sessions_per_year
 from engine.data.market import MarketData
 from engine.decision import Brief, PositionView, check_decision, size_orders
 from engine.errors import DataUnavailable
@@ -45,6 +48,8 @@ from engine.risk.guardrails import Book, Limits, apply_guardrails
 
 RECORD_SCHEMA_VERSION = 1
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class StepContext:
@@ -56,21 +61,30 @@ class StepContext:
     synthetic: bool
     costs: CostModel = field(init=False)
     instruments: dict[str, Asset | Benchmark] = field(init=False)
-    buy_cost_factor: dict[str, float] = field(init=False)
     sell_net_factor: dict[str, float] = field(init=False)
+    sessions_per_year: float = field(init=False)  # of the union calendar: annualises the EUR figures
+    _buy_by_rate: dict[float, dict[str, float]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         costs = CostModel.from_config(self.config.costs)
         object.__setattr__(self, "costs", costs)
         object.__setattr__(self, "instruments", self.config.instruments)
-        buy = {a.ticker: costs.buy_cost_factor(a.ftt, a.currency) for a in self.config.assets}
         c = self.config.costs
         sell = {
             a.ticker: 1 - (c.slippage_bps + c.commission_bps + (c.fx_fee_bps if a.currency != "EUR" else 0)) / 10_000
             for a in self.config.assets
         }
-        object.__setattr__(self, "buy_cost_factor", buy)
         object.__setattr__(self, "sell_net_factor", sell)
+        object.__setattr__(self, "sessions_per_year", sessions_per_year({i.calendar for i in self.instruments.values()}))
+
+    def buy_cost_factor(self, d: dt.date) -> dict[str, float]:
+        """Ticker -> all-in cost of 1 EUR bought on `d` (the FTT rate depends on the date)."""
+        rate = self.costs.tax.rate_on(d)
+        if rate not in self._buy_by_rate:
+            self._buy_by_rate[rate] = {
+                a.ticker: self.costs.buy_cost_factor(a.ftt, a.currency, d) for a in self.config.assets
+            }
+        return self._buy_by_rate[rate]
 
 
 @dataclass(frozen=True)
@@ -82,23 +96,132 @@ class StepResult:
     record: dict[str, Any]
 
 
-def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx: StepContext) -> StepResult:
-    cfg = ctx.config
+def session_row(market: MarketData, d: pd.Timestamp) -> tuple[int, float]:
+    """The row of session `d` in the panel and its EURUSD rate, or DataUnavailable."""
     try:
         i = int(market.index.get_loc(d))
     except KeyError:
         raise DataUnavailable(f"{d.date()} is not in the market data ({market.index[0].date()}..{market.index[-1].date()})") from None
-    day = d.date()
-    rows = market.rows
-    fx = float(rows.fx_eurusd[i])
+    fx = float(market.rows.fx_eurusd[i])
     if not (math.isfinite(fx) and fx > 0):
-        raise DataUnavailable(f"no EURUSD rate for {day}: cannot value USD assets")
+        raise DataUnavailable(f"no EURUSD rate for {d.date()}: cannot value USD assets")
+    return i, fx
 
-    # 1-2. corporate actions before the open, then the fills at the open.
-    p, ca_fills = corporate_actions(p, day, rows.at("dividends", i), rows.at("splits", i), fx, ctx.instruments)
-    ex = execute_pending(p, day, rows.at("open", i), fx, ctx.instruments, ctx.costs, cfg.portfolio.whole_shares)
+
+def book_corporate_actions(
+    p: Portfolio, day: dt.date, market: MarketData, i: int, fx: float, ctx: StepContext
+) -> tuple[Portfolio, list[Fill]]:
+    """Dividends with ex-date D, and splits when the prices are as traded (unadjusted).
+
+    Quantities follow the data: on split-adjusted prices (Yahoo's history) a position
+    bought before a split is already in post-split units, so the split is not applied
+    again (an 11:10 split would add 10% to the position from nothing).
+    """
+    rows = market.rows
+    splits = {} if market.split_adjusted else rows.at("splits", i)
+    return corporate_actions(p, day, rows.at("dividends", i), splits, fx, ctx.instruments)
+
+
+def fill_pending(p: Portfolio, day: dt.date, market: MarketData, i: int, fx: float, ctx: StepContext):
+    """The pending orders filled at D's open; an order on a bar that did not trade waits."""
+    rows = market.rows
+    opens = rows.at("open", i)
+    pending = {o.ticker for o in p.pending_orders}
+    not_traded = {
+        t: f"the bar of {day} did not trade (carried forward or repeated): the order waits"
+        for j, t in enumerate(rows.tickers)
+        if t in pending and not rows.traded[i, j] and opens[t] == opens[t]
+    }
+    return execute_pending(
+        p, day, opens, fx, ctx.instruments, ctx.costs, ctx.config.portfolio.whole_shares, not_traded
+    )
+
+
+# A recorded close and a fresh one agree within this (Yahoo revises a few cents);
+# beyond it, a ratio this close to a whole number (or its inverse) is a split.
+MARK_TOLERANCE = 0.02
+
+
+def reconcile_units(p: Portfolio, market: MarketData, ctx: StepContext) -> tuple[Portfolio, list[Fill]]:
+    """Put the quantities in the units of this panel, once per panel (at load).
+
+    1. On split-adjusted prices, a state saved from an older download holds pre-split
+       quantities (and pending orders): convert them for the splits after its
+       ``units_as_of`` and book each conversion (a ``split`` row of trades.parquet).
+    2. Compare the close each held position was last marked at with this panel's close
+       of that session (after step 1): a ratio near a whole number or its inverse is a
+       split missing from the events, booked with a note; any other disagreement stops
+       the run (DataUnavailable), since the state and the data no longer describe the
+       same shares.
+    """
+    end = market.index[-1].date()
+    if p.units_as_of == end:
+        return p, []
+    fills: list[Fill] = []
+    base = p.units_as_of or p.as_of
+    if market.split_adjusted and base is not None:
+        events = market.splits.loc[(market.splits.index.date > base)]
+        for ts, row in events.iterrows():
+            ratios = {t: float(r) for t, r in row.items() if r == r and r > 0 and r != 1.0}
+            if ratios:
+                fx = float(market.fx_eurusd.get(ts, float("nan")))
+                p, booked = corporate_actions(p, ts.date(), {}, ratios, fx, ctx.instruments)
+                fills += [f.model_copy(update={"note": f.note + ", converted at load (split-adjusted prices)"})
+                          for f in booked]
+    if p.as_of is not None:
+        p, found = _unbooked_splits(p, market, ctx)
+        fills += found
+    return p.model_copy(update={"units_as_of": end}), fills
+
+
+def _unbooked_splits(p: Portfolio, market: MarketData, ctx: StepContext) -> tuple[Portfolio, list[Fill]]:
+    assert p.as_of is not None
+    upto = market.close.loc[: pd.Timestamp(p.as_of)]
+    fills: list[Fill] = []
+    for t in sorted(p.positions):
+        recorded = p.marks_local.get(t)
+        if recorded is None or t not in upto.columns:
+            continue
+        col = upto[t].dropna()
+        if col.empty:
+            continue
+        fresh = float(col.iloc[-1])
+        ratio = recorded / fresh  # > 1: today's data is in more, smaller shares
+        if abs(ratio - 1.0) <= MARK_TOLERANCE:
+            continue
+        n = round(ratio) if ratio >= 1 else 1.0 / round(1.0 / ratio)
+        if n == 1.0 or abs(ratio / n - 1.0) > MARK_TOLERANCE:
+            raise DataUnavailable(
+                f"{t}: the close of {col.index[-1].date()} was {recorded:.4f} when the state was "
+                f"saved and is {fresh:.4f} in this data (ratio {ratio:.4f}, not a split): the state and the "
+                "data disagree, check the data"
+            )
+        fx = float(market.fx_eurusd.loc[: pd.Timestamp(p.as_of)].dropna().iloc[-1])
+        p, booked = corporate_actions(p, p.as_of, {}, {t: float(n)}, fx, ctx.instruments)
+        fills += [f.model_copy(update={"note": f"split {n:g}-for-1 found in the prices (recorded close "
+                                               f"{recorded:.4f}, now {fresh:.4f}), not in the events"})
+                  for f in booked]
+        log.warning("%s: a %g-for-1 split missing from the events was found in the prices and booked", t, n)
+    return p, fills
+
+
+def record_marks(p: Portfolio, close_local: dict[str, float]) -> Portfolio:
+    """Remember the close each position is marked at (for :func:`reconcile_units`)."""
+    return p.model_copy(update={"marks_local": {t: close_local[t] for t in p.positions if t in close_local}})
+
+
+def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx: StepContext) -> StepResult:
+    cfg = ctx.config
+    day = d.date()
+    i, fx = session_row(market, d)
+
+    # 0-2. quantities in this panel's units, corporate actions before the open, then
+    # the fills at the open.
+    p, unit_fills = reconcile_units(p, market, ctx)
+    p, ca_fills = book_corporate_actions(p, day, market, i, fx, ctx)
+    ex = fill_pending(p, day, market, i, fx, ctx)
     p = ex.portfolio
-    fills = ca_fills + ex.fills
+    fills = unit_fills + ca_fills + ex.fills
 
     # 3. mark to market at the close (last close for an exchange closed today).
     names = ind.names
@@ -112,6 +235,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
             prices_eur[t] = px / fx if inst.currency == "USD" else px
     val = mark(p, prices_eur)
     nav = val.nav_eur
+    p = record_marks(p, close_local)
 
     benchmarks = dict(p.benchmarks)
     inception = p.inception
@@ -121,7 +245,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
             if b.ticker in prices_eur:
                 benchmarks[b.key] = BenchmarkHolding(ticker=b.ticker, units=p.starting_capital_eur / prices_eur[b.ticker])
     else:
-        dividends = rows.at("dividends", i)
+        dividends = market.rows.at("dividends", i)
         for key, h in benchmarks.items():
             div = dividends.get(h.ticker, 0.0)
             if div > 0:
@@ -149,8 +273,9 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
     def pt(x: float) -> float:
         return prospect_value(x, rc.alpha, rc.beta, rc.loss_aversion)
 
+    buy_factor = ctx.buy_cost_factor(day)
     pending_cost = sum(
-        o.qty * prices_eur.get(o.ticker, 0.0) * ctx.buy_cost_factor.get(o.ticker, 1.0)
+        o.qty * prices_eur.get(o.ticker, 0.0) * buy_factor.get(o.ticker, 1.0)
         for o in p.pending_orders
         if o.side == "buy"
     )
@@ -159,7 +284,9 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
         for o in p.pending_orders
         if o.side == "sell"
     )
-    tradable = tuple(t for t in cfg.tickers if t in prices_eur and t in market.close.columns)
+    blocked = market.blocked_on(day)
+    tradable = tuple(t for t in cfg.tickers if t in prices_eur and t in market.close.columns and t not in blocked)
+    sell_only = tuple(t for t in sorted(p.positions) if t in blocked and t in prices_eur)
     positions = {}
     for t, pos in p.positions.items():
         price = prices_eur[t]
@@ -177,7 +304,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
             prospect_value=float(pt(price / pos.avg_cost_eur - 1 if pos.avg_cost_eur > 0 else 0.0)),
         )
     assets = {t: figures[t] for t in cfg.tickers if t in figures}
-    for t, rec in _recent(returns, r_tickers).items():
+    for t, rec in _recent(returns, r_tickers, ctx.sessions_per_year).items():
         if t in assets:
             assets[t].update(rec)
     previous = None
@@ -220,8 +347,9 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
         assets=assets,
         prices_eur=prices_eur,
         pending_orders=p.pending_orders,
-        data_issues=tuple(x.as_dict() for x in market.issues),
+        data_issues=tuple(x.as_dict() for x in market.issues_on(day)),
         tradable=tradable,
+        sell_only=sell_only,
         starting_capital_eur=p.starting_capital_eur,
         inception=inception,
         prospect_value=float(pt(nav / p.starting_capital_eur - 1)),
@@ -234,7 +362,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
     actions, cuts = check_decision(answer.decision, brief, set(cfg.tickers))
     cuts = list(answer.cuts) + cuts
     orders, sizing_cuts = size_orders(
-        actions, brief, ctx.buy_cost_factor, cfg.portfolio.min_order_eur, cfg.portfolio.whole_shares
+        actions, brief, buy_factor, cfg.portfolio.min_order_eur, cfg.portfolio.whole_shares
     )
     cuts += sizing_cuts
     book = Book(
@@ -242,7 +370,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
         cash_eur=p.cash_eur - pending_cost + pending_proceeds,
         qty={t: brief.held_qty(t) for t in set(p.positions) | {o.ticker for o in p.pending_orders}},
         prices_eur=prices_eur,
-        buy_cost_factor=ctx.buy_cost_factor,
+        buy_cost_factor=buy_factor,
         sell_net_factor=ctx.sell_net_factor,
         returns=returns,
         returns_tickers=r_tickers,
@@ -332,7 +460,7 @@ RECENT_SESSIONS = 30
 MAX_CUTS_CARRIED = 10  # of a decision's cuts, shown with it at the next session
 
 
-def _recent(returns: np.ndarray, tickers: list[str]) -> dict[str, dict[str, float]]:
+def _recent(returns: np.ndarray, tickers: list[str], periods_per_year: float) -> dict[str, dict[str, float]]:
     """The last ~30 sessions of each asset in brief (EUR): return, volatility, worst day, drawdown."""
     r = returns[-RECENT_SESSIONS:]
     if len(r) < 2:
@@ -340,7 +468,7 @@ def _recent(returns: np.ndarray, tickers: list[str]) -> dict[str, dict[str, floa
     path = np.cumprod(1 + r, axis=0)
     dd = (path / np.maximum.accumulate(path, axis=0) - 1).min(axis=0)
     ret = path[-1] - 1
-    vol = r.std(axis=0, ddof=1) * math.sqrt(252)
+    vol = r.std(axis=0, ddof=1) * math.sqrt(periods_per_year)
     worst = r.min(axis=0)
     return {
         t: {"ret_30s_eur": float(ret[j]), "vol_30s_ann": float(vol[j]), "worst_day_30s": float(worst[j]),
@@ -375,14 +503,16 @@ def required_tickers(p: Portfolio, config: Config) -> set[str]:
     return set(p.positions) | {o.ticker for o in p.pending_orders} | {b.ticker for b in config.benchmarks}
 
 
-def check_data(market: MarketData, p: Portfolio, config: Config) -> None:
-    """Stop when a ticker the run needs failed validation; otherwise proceed without the
-    failed ones (they are listed in the market's issues and in every decision record)."""
+def check_data(market: MarketData, p: Portfolio, config: Config, on: pd.Timestamp | None = None) -> None:
+    """Stop when a ticker the run needs has a fatal data issue in force on session `on`
+    (default: the panel's last); otherwise proceed without the failed ones (they are
+    listed in the briefs and decision records of the sessions they concern)."""
     needed = required_tickers(p, config)
+    day = (on if on is not None else market.index[-1]).date()
     bad: dict[str, str] = {}
-    for issue in market.issues:
-        if issue.fatal_for_ticker and issue.ticker in needed and issue.ticker not in bad:
-            bad[issue.ticker] = f"{issue.ticker} ({issue.kind}: {issue.detail})"
+    for t, issue in market.blocked_on(day).items():
+        if t in needed:
+            bad[t] = f"{t} ({issue.kind}: {issue.detail})"
     missing = sorted(t for t in needed if t not in market.close.columns and t not in bad)
     for t in missing:
         bad[t] = f"{t} (absent from the data)"

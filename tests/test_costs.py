@@ -3,6 +3,7 @@ by `quote` as a paper broker charges them. Every EUR amount is booked to the cen
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 import pytest
@@ -137,8 +138,11 @@ def test_commission_is_at_least_the_minimum_and_booked_to_the_cent(notional, bps
 # ---------------------------------------------------------------- French FTT
 
 
+FLAT_04 = FrenchFTT(((dt.date.min, 0.004),))
+
+
 def test_ftt_on_purchases_only():
-    ftt = FrenchFTT(0.004)
+    ftt = FLAT_04
     assert ftt.tax_eur(10_000.0, "buy", True) == pytest.approx(40.00)
     assert ftt.tax_eur(1_234.56, "buy", True) == pytest.approx(4.94)  # 4.93824
     assert ftt.tax_eur(10_000.0, "sell", True) == 0.0  # sales are exempt
@@ -156,6 +160,50 @@ def test_ftt_flags_the_french_shares_and_no_etf():
             assert not a.ftt, f"{a.ticker} is an ETF: exempt from the French FTT"
     assert not ASSETS["CAC.PA"].ftt
     assert not ASSETS["SPY"].ftt
+
+
+def test_airbus_is_not_taxed_its_registered_office_is_in_the_netherlands():
+    assert not ASSETS["AIR.PA"].ftt
+    buy = quote(ASSETS["AIR.PA"], "buy", 10, 150.0, 1.10, COSTS, dt.date(2025, 6, 2))
+    assert buy.tax_eur == 0.0
+    assert quote(ASSETS["SAF.PA"], "buy", 10, 150.0, 1.10, COSTS, dt.date(2025, 6, 2)).tax_eur > 0  # Safran is French
+
+
+@pytest.mark.parametrize(
+    ("day", "rate"),
+    [
+        (dt.date(2012, 7, 31), 0.0),  # before the tax existed
+        (dt.date(2012, 8, 1), 0.002),
+        (dt.date(2016, 12, 30), 0.002),
+        (dt.date(2017, 1, 2), 0.003),
+        (dt.date(2025, 3, 31), 0.003),
+        (dt.date(2025, 4, 1), 0.004),
+        (None, 0.004),  # an undated what-if: the latest rate
+    ],
+)
+def test_ftt_rate_follows_the_dated_schedule(day, rate):
+    assert COSTS.tax.rate_on(day) == rate
+    assert CFG.costs.french_ftt_rate_on(day) == rate
+    # 10 MC.PA at 700 EUR, no slippage: the tax is the rate of the purchase date on 7,000 EUR.
+    c = CostModel.from_config(CFG.with_overrides(costs={"slippage_bps": 0.0}).costs)
+    assert quote(ASSETS["MC.PA"], "buy", 10, 700.0, 1.10, c, day).tax_eur == pytest.approx(cents(7_000.0 * rate))
+
+
+def test_each_ftt_rate_cites_its_law():
+    assert all(r.source for r in CFG.costs.french_ftt)
+
+
+def test_a_flat_ftt_rate_override_applies_on_every_date():
+    c = CFG.with_overrides(costs={"french_ftt_rate": 0.001}).costs
+    assert c.french_ftt_rate_on(dt.date(2001, 1, 2)) == 0.001 and c.french_ftt_rate == 0.001
+
+
+def test_an_unsorted_ftt_schedule_is_a_config_error():
+    from engine.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        CFG.with_overrides(costs={"french_ftt": [{"since": dt.date(2017, 1, 1), "rate": 0.003},
+                                                 {"since": dt.date(2012, 8, 1), "rate": 0.002}]})
 
 
 def test_ftt_charged_by_quote_on_a_french_share_purchase_only():
@@ -188,7 +236,9 @@ def test_fx_fee_only_on_non_eur_trades():
 
 
 def test_cost_model_reads_the_configured_rates():
-    assert COSTS == CostModel(Slippage(5.0), Commission(10.0, 1.0), FrenchFTT(0.004), FxConversion(0.0))
+    assert COSTS == CostModel(Slippage(5.0), Commission(10.0, 1.0), FrenchFTT(
+        ((dt.date(2012, 8, 1), 0.002), (dt.date(2017, 1, 1), 0.003), (dt.date(2025, 4, 1), 0.004))
+    ), FxConversion(0.0))
     c = CostModel.from_config(CFG.with_overrides(costs={"fx_fee_bps": 25.0, "commission_min_eur": 2.0}).costs)
     assert c.fx.fee_bps == 25.0 and c.commission.min_eur == 2.0 and c.slippage.bps == 5.0
 

@@ -68,7 +68,19 @@ def test_frames_have_the_config_instruments_and_the_union_calendar(cfg):
         assert frame.index.dtype == "datetime64[ns]" and frame.index.tz is None
     pd.testing.assert_index_equal(md.fx_eurusd.index, expected)
     assert (md.dividends == 0.0).all().all()
-    assert (md.splits == 1.0).all().all()
+    # Unadjusted prices with split events: Air Liquide's 11-for-10 of 2024-06-10 only.
+    assert md.price_convention == "unadjusted"
+    events = md.splits.stack()
+    assert events[events != 1.0].to_dict() == {(pd.Timestamp("2024-06-10"), "AI.PA"): 1.1}
+
+
+def test_a_demo_split_is_a_price_drop_by_the_ratio_in_the_traded_prices(cfg):
+    md = DemoSource().load(cfg, "2024-06-03", "2024-06-14")
+    before, on = md.close.at[pd.Timestamp("2024-06-07"), "AI.PA"], md.close.at[pd.Timestamp("2024-06-10"), "AI.PA"]
+    assert on / before == pytest.approx(1 / 1.1, rel=0.06)  # the split, plus one day's move
+    # The units of a bar do not depend on the window asked for.
+    short = DemoSource().load(cfg, "2024-06-03", "2024-06-07")
+    assert short.close.at[pd.Timestamp("2024-06-07"), "AI.PA"] == before
 
 
 def test_eurusd_has_a_plausible_value_on_every_date(panel):

@@ -25,8 +25,8 @@ ASSETS = CFG.asset_by_ticker
 COSTS = CostModel.from_config(CFG.costs)
 FX = 1.10
 
-# A week on which both exchanges trade every day.
-MON, TUE, WED, THU, FRI = (dt.date(2024, 6, d) for d in (3, 4, 5, 6, 7))
+# A week on which both exchanges trade every day, with the 0.4% FTT in force.
+MON, TUE, WED, THU, FRI = (dt.date(2025, 6, d) for d in (2, 3, 4, 5, 6))
 
 
 def _order(oid: str, ticker: str, side: str, qty: float, decided_on: dt.date = MON) -> Order:
@@ -312,6 +312,17 @@ def test_affordable_qty_is_the_largest_quantity_the_cash_pays_for(ticker, open_,
         assert -quote(a, "buy", q, open_, fx, COSTS).cash_flow_eur <= cash
     step = 1.0 if whole else 1e-6
     assert -quote(a, "buy", round(q + step, 6), open_, fx, COSTS).cash_flow_eur > cash
+
+
+def test_333_3349_buys_three_shares_for_1000_eur_with_no_fees():
+    # 3 x 333.3349 = 1,000.0047 EUR, booked to the cent as 1,000.00: the cash pays for 3.
+    free = CostModel.from_config(
+        CFG.with_overrides(costs={"slippage_bps": 0.0, "commission_bps": 0.0, "commission_min_eur": 0.0}).costs
+    )
+    assert affordable_qty(ASSETS["CAC.PA"], 333.3349, FX, 1_000.0, free, True) == 3.0
+    res = execute_pending(_portfolio(1_000.0, pending=[_order("o", "CAC.PA", "buy", 5)]), TUE,
+                          {"CAC.PA": 333.3349}, FX, ASSETS, free, True)
+    assert res.fills[0].qty == 3 and res.portfolio.cash_eur == pytest.approx(0.0)
 
 
 def test_floor_qty():

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from engine.config import load_config
-from engine.data.calendars import sessions, union_sessions
+from engine.data.calendars import sessions, sessions_per_year, union_sessions
 from engine.data.market import MarketData
 from engine.indicators import INDICATOR_COLUMNS, Indicators, compute_indicators
 from engine.risk import historical_cvar, historical_var, mean_prospect_value
@@ -23,6 +23,14 @@ pytestmark = pytest.mark.filterwarnings(
 CONFIG = load_config()
 # SPY: USD on XNYS; MC.PA: EUR on XPAR (from the default universe).
 USD, EUR = "SPY", "MC.PA"
+UNION_PPY = sessions_per_year({"XNYS", "XPAR"})
+
+
+def test_annualisation_uses_the_calendars_sessions_per_year():
+    # Averaged over 2000-2035: New York about 251.4, Paris 255.9, both 258.3 (not 252).
+    assert sessions_per_year({"XNYS"}) == pytest.approx(251.4, abs=0.1)
+    assert sessions_per_year({"XPAR"}) == pytest.approx(255.9, abs=0.1)
+    assert UNION_PPY == pytest.approx(258.3, abs=0.1)
 
 
 def make_market(close: pd.DataFrame, fx: pd.Series | None = None) -> MarketData:
@@ -138,7 +146,7 @@ def test_volatility_drawdown_and_52_week_high():
     f = one_ticker(closes).frames
     log_ret = np.diff(np.log(closes))
     assert f["vol_20_ann"][EUR].iloc[19] != f["vol_20_ann"][EUR].iloc[19]  # NaN: 19 returns
-    ann = math.sqrt(252)
+    ann = math.sqrt(sessions_per_year({"XPAR"}))  # MC.PA's own calendar: ~255.9 sessions a year
     assert f["vol_20_ann"][EUR].iloc[20] == pytest.approx(np.std(log_ret[:20], ddof=1) * ann)
     assert f["vol_20_ann"][EUR].iloc[-1] == pytest.approx(np.std(log_ret[-20:], ddof=1) * ann)
     last_year = closes[-252:]
@@ -243,7 +251,7 @@ def test_risk_columns_match_the_scalar_functions_on_the_trailing_window():
             assert f["var_95"].at[d, col] == pytest.approx(historical_var(w, 0.95))
             assert f["cvar_95"].at[d, col] == pytest.approx(historical_cvar(w, 0.95))
             assert f["mean_ret_eur"].at[d, col] == pytest.approx(w.mean())
-            assert f["vol_ann_eur"].at[d, col] == pytest.approx(w.std(ddof=1) * math.sqrt(252))
+            assert f["vol_ann_eur"].at[d, col] == pytest.approx(w.std(ddof=1) * math.sqrt(UNION_PPY))
             kelly = max(0.0, 0.5 * w.mean() / w.var(ddof=1))
             assert f["half_kelly"].at[d, col] == pytest.approx(kelly, abs=1e-12)
             p = price_eur[col].iloc[t - lookback : t + 1].to_numpy()

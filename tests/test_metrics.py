@@ -363,3 +363,17 @@ def test_module_has_no_scipy_dependency() -> None:
         names = [a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names]
         names += [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
         assert not any(name.split(".")[0] in ("scipy", "empyrical") for name in names), module.__name__
+
+
+def test_performance_annualises_with_the_calendars_sessions_per_year():
+    from engine.data.calendars import sessions_per_year
+
+    ppy = sessions_per_year({"XNYS", "XPAR"})  # about 258, not 252
+    rng = np.random.default_rng(11)
+    idx = pd.bdate_range("2024-01-01", periods=600)
+    nav = pd.Series(10_000 * np.cumprod(1 + rng.normal(3e-4, 0.01, 600)), index=idx)
+    r = returns_from_nav(nav, 10_000.0)
+    perf = performance(nav, capital=10_000.0, periods_per_year=ppy)
+    assert perf["volatility_ann"] == pytest.approx(np.std(r, ddof=1) * math.sqrt(ppy))
+    assert perf["cagr"] == pytest.approx((nav.iloc[-1] / 10_000.0) ** (ppy / 600) - 1)
+    assert perf["volatility_ann"] != pytest.approx(performance(nav, capital=10_000.0)["volatility_ann"])

@@ -58,7 +58,7 @@ def test_orders_fill_at_next_open_of_their_own_exchange_and_wait_over_thanksgivi
     assert [f.ticker for f in thu.fills] == ["MC.PA"]
     mc = thu.fills[0]
     assert mc.price_local == pytest.approx(demo_market.open.at[pd.Timestamp("2024-11-28"), "MC.PA"] * (1 + config.costs.slippage_bps / 1e4))
-    assert mc.tax_eur == pytest.approx(round(mc.gross_eur * config.costs.french_ftt_rate, 2))
+    assert mc.tax_eur == pytest.approx(round(mc.gross_eur * config.costs.french_ftt_rate_on(mc.date), 2))
     assert [o.ticker for o in thu.portfolio.pending_orders] == ["SPY"]
     # The pending SPY order is shown to the policy on Thanksgiving.
     assert [o.ticker for o in policy.briefs[1].pending_orders] == ["SPY"]

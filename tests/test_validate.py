@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import replace
 
@@ -120,25 +121,49 @@ def test_a_few_missing_bars_are_carried_forward_with_a_warning():
     market = set_cells(make_market(), "TTE.PA", holes)
     out = validate(market, CONFIG, END)
     assert "TTE.PA" in out.tickers
-    (issue,) = [i for i in out.issues if i.ticker == "TTE.PA"]
-    assert issue.kind == "filled" and not issue.fatal_for_ticker
-    assert "2 missing bar(s)" in issue.detail and "2024-11-12" in issue.detail
+    issues = [i for i in out.issues if i.ticker == "TTE.PA"]
+    assert [(i.kind, i.since, i.fatal_for_ticker) for i in issues] == [
+        ("filled", d.date(), False) for d in holes
+    ]
+    assert "2024-11-12" in issues[0].detail and "not traded" in issues[0].detail
     for d in holes:
         prev = market.close["TTE.PA"].loc[: d - pd.Timedelta(days=1)].dropna().iloc[-1]
         assert out.close.at[d, "TTE.PA"] == prev
         assert out.open.at[d, "TTE.PA"] == out.high.at[d, "TTE.PA"] == out.low.at[d, "TTE.PA"] == prev
         assert out.volume.at[d, "TTE.PA"] == 0.0
-        assert out.has_bar("TTE.PA", d)
+        assert not out.has_bar("TTE.PA", d)  # a carried-forward bar did not trade
+        # A brief on the day of the hole is told; a brief the day before is not.
+        assert any(i.ticker == "TTE.PA" for i in out.issues_on(d.date()))
+        assert not any(i.ticker == "TTE.PA" for i in out.issues_on((d - pd.Timedelta(days=1)).date()))
     assert fatal_tickers(out) == {}
 
 
-def test_too_many_missing_bars_remove_the_ticker():
-    # 41 Paris sessions, 5% allowed: 2 holes (4.9%) are fine, 3 (7.3%) are not.
-    holes = sessions("XPAR", START, END)[5:8]
+def test_too_many_missing_bars_block_the_ticker_from_that_session_only():
+    # 5% allowed, judged once a ticker has 40 sessions: 3 holes (7.5% of 40) block SAN.PA
+    # from the 40th Paris session on, and not before: the sessions before it did not know.
+    paris = sessions("XPAR", START, END)
+    holes = paris[5:8]
     out = validate(set_cells(make_market(), "SAN.PA", holes), CONFIG, END)
-    assert "SAN.PA" not in out.tickers
-    assert kinds(out, "SAN.PA") == ["nan_bars"]
-    assert "3 of 41 XPAR sessions" in fatal_tickers(out)["SAN.PA"].detail
+    assert "SAN.PA" in out.tickers
+    (issue,) = [i for i in out.issues if i.ticker == "SAN.PA" and i.kind == "nan_bars"]
+    assert issue.since == paris[39].date() and issue.until is None
+    assert "3 of the last 40 XPAR sessions" in issue.detail
+    assert "SAN.PA" in fatal_tickers(out)  # still in force at the end of the panel
+    assert "SAN.PA" not in fatal_tickers(out, paris[38])
+    # Two holes (4.9% of 41) are fine.
+    assert fatal_tickers(validate(set_cells(make_market(), "SAN.PA", holes[:2]), CONFIG, END)) == {}
+
+
+def test_a_missing_bar_problem_in_december_does_not_block_the_ticker_in_november():
+    long_start = pd.Timestamp("2023-01-02")
+    market = make_market(start=long_start)
+    holes = sessions("XPAR", "2024-12-02", "2024-12-31")[:17]  # 17 of the last 320: 5.3%
+    out = validate(set_cells(market, "SAN.PA", holes), CONFIG, END)
+    (issue,) = [i for i in out.issues if i.kind == "nan_bars"]
+    assert issue.since >= holes[0].date()
+    for d in sessions("XPAR", long_start, "2024-11-29"):
+        assert "SAN.PA" not in out.blocked_on(d.date())
+    assert not [i for i in out.issues_on(dt.date(2024, 11, 29)) if i.ticker == "SAN.PA"]
 
 
 def test_missing_bars_are_counted_on_the_tickers_own_sessions_only():
@@ -152,10 +177,47 @@ def test_missing_bars_are_counted_on_the_tickers_own_sessions_only():
 def test_a_missing_last_bar_is_stale_not_filled():
     # The last two Paris sessions have no bar for Airbus, while other shares trade.
     out = validate(set_cells(make_market(), "AIR.PA", paris_sessions(2)), CONFIG, END)
-    assert "AIR.PA" not in out.tickers
-    assert kinds(out, "AIR.PA") == ["stale"]
+    assert "stale" in kinds(out, "AIR.PA")
     detail = fatal_tickers(out)["AIR.PA"].detail
     assert "2024-12-31" in detail and "2024-12-27" in detail  # the session, and the last bar
+    # Stale as of the last session only: the day before, it was one carried-forward bar.
+    assert "AIR.PA" not in fatal_tickers(out, pd.Timestamp("2024-12-30"))
+
+
+def test_a_bar_repeating_the_previous_one_exactly_is_stale():
+    # Yahoo's stale bar: the last session's OHLCV is a copy of the previous session's.
+    market = make_market()
+    last, before = paris_sessions(2)[1], paris_sessions(2)[0]
+    for name in ("open", "high", "low", "close", "volume"):
+        getattr(market, name).loc[last, "BNP.PA"] = getattr(market, name).loc[before, "BNP.PA"]
+    out = validate(market, CONFIG, END)
+    assert "repeat" in fatal_tickers(out)["BNP.PA"].detail
+    assert not out.has_bar("BNP.PA", last)
+
+
+def test_a_repeated_close_of_a_close_only_series_is_a_real_bar():
+    # open = high = low = close and no volume: a rounded price can repeat honestly.
+    market = make_market()
+    close = market.close.round(0)
+    out = validate(replace(market, open=close, high=close, low=close, close=close,
+                           volume=close * np.nan), CONFIG, END)
+    assert fatal_tickers(out) == {}
+
+
+def test_a_date_twice_with_different_values_is_a_fatal_duplicate():
+    market = make_market()
+    d = pd.Timestamp("2024-12-10")
+    def twice(frame: pd.DataFrame, bump: float) -> pd.DataFrame:
+        row = frame.loc[[d]].copy()
+        row["OR.PA"] *= bump
+        return pd.concat([frame, row]).sort_index(kind="stable")
+    dup = replace(market, **{n: twice(getattr(market, n), 1.1) for n in ("open", "high", "low", "close")})
+    out = validate(dup, CONFIG, END)
+    issue = fatal_tickers(out)["OR.PA"]
+    assert issue.kind == "duplicate" and "2024-12-10" in issue.detail and issue.since == d.date()
+    # The same row twice with the same values is harmless.
+    same = replace(market, close=pd.concat([market.close, market.close.loc[[d]]]).sort_index(kind="stable"))
+    assert "OR.PA" not in fatal_tickers(validate(same, CONFIG, END))
 
 
 def test_stale_is_judged_on_the_tickers_own_last_session():
@@ -164,7 +226,7 @@ def test_stale_is_judged_on_the_tickers_own_last_session():
     asof = pd.Timestamp("2024-12-26")
     market = set_cells(make_market(), "QQQ", [asof])
     out = validate(market, CONFIG, asof)
-    assert kinds(out, "QQQ") == ["stale"]
+    assert kinds(out, "QQQ") == ["stale", "filled"]
     assert "MC.PA" in out.tickers and kinds(out, "MC.PA") == []
 
 
@@ -181,7 +243,8 @@ def test_impossible_prices_count_as_missing():
     d = sessions("XPAR", START, END)[10]
     out = validate(set_cells(make_market(), "CS.PA", [d], close=-1.0), CONFIG, END)
     assert out.close.at[d, "CS.PA"] > 0
-    assert "non-positive" in [i for i in out.issues if i.ticker == "CS.PA"][0].detail
+    assert any("non-positive" in i.detail for i in out.issues if i.ticker == "CS.PA")
+    assert not out.has_bar("CS.PA", d)
 
 
 # -- jumps ---------------------------------------------------------------------------------
@@ -196,15 +259,27 @@ def _with_jump(market: MarketData, ticker: str, d: pd.Timestamp, factor: float) 
     return replace(market, **kw)
 
 
-def test_a_60_percent_jump_without_split_removes_the_ticker():
+def test_a_60_percent_jump_without_split_is_flagged_not_removed():
     d = pd.Timestamp("2024-12-10")
     out = validate(_with_jump(make_market(), "RMS.PA", d, 1.6), CONFIG, END)
-    assert "RMS.PA" not in out.tickers
-    assert kinds(out, "RMS.PA") == ["jump"]
-    detail = fatal_tickers(out)["RMS.PA"].detail
-    assert "2024-12-10" in detail and "no split" in detail
-    move = float(re.search(r"moves ([+-][0-9.]+)%", detail).group(1))
+    assert "RMS.PA" in out.tickers and fatal_tickers(out) == {}
+    (issue,) = [i for i in out.issues if i.ticker == "RMS.PA"]
+    assert issue.kind == "jump" and not issue.fatal_for_ticker and issue.since == d.date()
+    assert "2024-12-10" in issue.detail and "no split" in issue.detail
+    move = float(re.search(r"moves ([+-][0-9.]+)%", issue.detail).group(1))
     assert move == pytest.approx(60.0, abs=3.0)  # x1.6 on top of a ~1% daily move
+    assert not out.issues_on(dt.date(2024, 12, 9))  # unknown the day before
+
+
+def test_a_jump_that_reverses_next_session_is_flagged_as_a_bad_bar_the_next_day():
+    d, nxt = pd.Timestamp("2024-12-10"), pd.Timestamp("2024-12-11")
+    market = _with_jump(make_market(), "RMS.PA", d, 1.6)
+    market = _with_jump(market, "RMS.PA", nxt, 1 / 1.6)
+    out = validate(market, CONFIG, END)
+    notes = [i for i in out.issues if i.ticker == "RMS.PA"]
+    assert [(i.kind, i.since) for i in notes] == [("jump", d.date()), ("jump", nxt.date())]
+    assert "looks wrong" in notes[1].detail
+    assert fatal_tickers(out) == {}
 
 
 def test_the_same_jump_on_a_split_date_is_accepted():
@@ -344,8 +419,7 @@ def test_every_kept_ticker_has_a_bar_on_each_of_its_sessions(holes):
         close.iat[i, j] = np.nan
     out = validate(replace(market, close=close), CONFIG, END)
     fatal = fatal_tickers(out)
-    assert set(out.tickers) | set(fatal) == set(CONFIG.instruments)
-    assert not set(out.tickers) & set(fatal)
+    assert set(out.tickers) == set(CONFIG.instruments)  # nothing is dropped for holes
     for t in out.tickers:
         own = sessions(CONFIG.instruments[t].calendar, START, END)
         first = out.close[t].first_valid_index()
@@ -353,5 +427,7 @@ def test_every_kept_ticker_has_a_bar_on_each_of_its_sessions(holes):
         assert out.open.loc[own[own >= first], t].notna().all()
         others = out.index.difference(own)
         assert out.close.loc[others, t].isna().all()
-
-
+        # A hole is a bar that did not trade; a ticker with too many is blocked.
+        assert not out.traded.loc[out.close.index.isin(close.index[close[t].isna()]) & out.index.isin(own), t].any()
+        if t in fatal:
+            assert fatal[t].kind in ("nan_bars", "stale")

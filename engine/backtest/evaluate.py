@@ -16,6 +16,7 @@ from engine.backtest.benchmarks import standard_benchmarks
 from engine.backtest.metrics import performance, returns_from_nav
 from engine.backtest.verdict import verdict
 from engine.config import Config
+from engine.data.calendars import sessions_per_year
 from engine.data.market import MarketData
 from engine.state import StateStore, atomic_write_bytes, atomic_write_parquet, dumps
 
@@ -34,18 +35,22 @@ def evaluate(
     bench = standard_benchmarks(market, config, sessions, capital)
 
     c = p.costs
+    # Annualised over the calendar's sessions per year (about 258 for New York + Paris).
+    ppy = sessions_per_year({i.calendar for i in config.instruments.values()})
     metrics: dict[str, Any] = {
         "run": run,
         "strategy": performance(
             nav, capital=capital, trades=trades,
             costs_eur=round(c.commission_eur + c.slippage_eur + c.fx_fee_eur, 2), taxes_eur=c.tax_eur,
             llm_tokens=p.llm.prompt_tokens + p.llm.completion_tokens, llm_cost_usd=p.llm.cost_usd,
+            periods_per_year=ppy,
         ),
-        "benchmarks": {key: performance(series, capital=capital) for key, series in bench.items()},
+        "benchmarks": {key: performance(series, capital=capital, periods_per_year=ppy) for key, series in bench.items()},
     }
     if "buy_and_hold_spy" in bench:
         metrics["verdict"] = verdict(
-            returns_from_nav(nav, capital), returns_from_nav(bench["buy_and_hold_spy"], capital)
+            returns_from_nav(nav, capital), returns_from_nav(bench["buy_and_hold_spy"], capital),
+            periods_per_year=ppy,
         )
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "metrics.json", dumps(metrics))

@@ -5,7 +5,9 @@ drops NaNs, and returns a float. No I/O, no globals, no state.
 
 Conventions (each cross-checked against ``empyrical`` 0.7.1 in ``tests/test_metrics.py``):
 
-* ``periods_per_year = 252`` trading sessions; ``years = n / 252`` for ``n`` returns.
+* ``periods_per_year = 252`` trading sessions by default (empyrical's); ``years = n /
+  periods_per_year`` for ``n`` returns. A run passes its calendar's sessions per year
+  (:func:`engine.data.calendars.sessions_per_year`: about 258 for New York + Paris).
 * Annual rates (``risk_free``, ``required_return``) become per-period rates
   geometrically: ``(1 + rate) ** (1 / 252) - 1``.
 * The NAV path is compounded from 1 *before* the first return,
@@ -57,7 +59,7 @@ def _too_short(r: pd.Series) -> bool:
     return len(r) < MIN_PERIODS
 
 
-def per_period_rate(annual_rate: float, periods_per_year: int = PERIODS_PER_YEAR) -> float:
+def per_period_rate(annual_rate: float, periods_per_year: float = PERIODS_PER_YEAR) -> float:
     """An annual rate as the equivalent per-period rate: ``(1 + rate) ** (1 / ppy) - 1``."""
     return (1.0 + annual_rate) ** (1.0 / periods_per_year) - 1.0
 
@@ -106,7 +108,7 @@ def total_return(returns: object) -> float:
     return float(np.prod(1.0 + r.to_numpy()) - 1.0)
 
 
-def cagr(returns: object, periods_per_year: int = PERIODS_PER_YEAR) -> float:
+def cagr(returns: object, periods_per_year: float = PERIODS_PER_YEAR) -> float:
     """Compound annual growth rate: ``(1 + total_return) ** (ppy / n) - 1``.
 
     The number of years is the number of periods over ``periods_per_year`` (not calendar
@@ -120,7 +122,7 @@ def cagr(returns: object, periods_per_year: int = PERIODS_PER_YEAR) -> float:
     return growth ** (1.0 / years) - 1.0
 
 
-def annual_volatility(returns: object, periods_per_year: int = PERIODS_PER_YEAR) -> float:
+def annual_volatility(returns: object, periods_per_year: float = PERIODS_PER_YEAR) -> float:
     """Sample standard deviation (ddof = 1) of the returns, times ``sqrt(ppy)``.
 
     Same convention as ``empyrical.annual_volatility`` (which also uses ddof = 1).
@@ -132,7 +134,7 @@ def annual_volatility(returns: object, periods_per_year: int = PERIODS_PER_YEAR)
 
 
 def sharpe_ratio(
-    returns: object, risk_free: float = 0.0, periods_per_year: int = PERIODS_PER_YEAR
+    returns: object, risk_free: float = 0.0, periods_per_year: float = PERIODS_PER_YEAR
 ) -> float:
     """Annualised Sharpe ratio (Sharpe 1966, "Mutual Fund Performance").
 
@@ -149,7 +151,7 @@ def sharpe_ratio(
 
 
 def downside_deviation(
-    returns: object, required_return: float = 0.0, periods_per_year: int = PERIODS_PER_YEAR
+    returns: object, required_return: float = 0.0, periods_per_year: float = PERIODS_PER_YEAR
 ) -> float:
     """Annualised downside deviation below a minimum acceptable return.
 
@@ -165,7 +167,7 @@ def downside_deviation(
 
 
 def sortino_ratio(
-    returns: object, required_return: float = 0.0, periods_per_year: int = PERIODS_PER_YEAR
+    returns: object, required_return: float = 0.0, periods_per_year: float = PERIODS_PER_YEAR
 ) -> float:
     """Annualised Sortino ratio (Sortino & van der Meer 1991, "Downside Risk").
 
@@ -249,7 +251,7 @@ def max_drawdown_duration(returns: object) -> DrawdownDuration:
     return DrawdownDuration(int(periods[k]), math.nan if np.isnan(day_count) else int(day_count))
 
 
-def calmar_ratio(returns: object, periods_per_year: int = PERIODS_PER_YEAR) -> float:
+def calmar_ratio(returns: object, periods_per_year: float = PERIODS_PER_YEAR) -> float:
     """``cagr / |max_drawdown|`` (Young 1991, "Calmar Ratio: A Smoother Tool").
 
     NaN when there is no drawdown (or the ratio is infinite), as ``empyrical.calmar_ratio``.
@@ -306,7 +308,7 @@ def hit_rate(returns: object) -> float:
     return math.nan if moved == 0 else int(np.count_nonzero(x > 0)) / moved
 
 
-def turnover(trades: pd.DataFrame, nav: pd.Series, periods_per_year: int = PERIODS_PER_YEAR) -> float:
+def turnover(trades: pd.DataFrame, nav: pd.Series, periods_per_year: float = PERIODS_PER_YEAR) -> float:
     """Annualised turnover: ``sum |gross_eur| of buy and sell fills / mean NAV / years``.
 
     `trades` has columns ``date``, ``side`` (``buy``, ``sell``, ``dividend``, ``split``)
@@ -416,13 +418,15 @@ def performance(
     llm_tokens: object = None,
     llm_cost_usd: object = None,
     risk_free: float = 0.0,
+    periods_per_year: float = PERIODS_PER_YEAR,
 ) -> dict[str, float | int | str | None]:
     """Every metric of a run, as a flat JSON-ready dict in the order of ``PERFORMANCE_KEYS``.
 
     `nav` is the end-of-session NAV in EUR indexed by date; `capital` the cash it started
     from. Returns are :func:`returns_from_nav` (the first session counts). Fractions are
     plain fractions (``0.12`` = 12%); ``volatility_ann``, ``sharpe``, ``sortino``, ``cagr``
-    and ``turnover_ann`` are annualised over 252 sessions; ``sharpe`` uses the annual
+    and ``turnover_ann`` are annualised over `periods_per_year` sessions (the calendar's);
+    ``sharpe`` uses the annual
     `risk_free` rate, ``sortino`` a required return of 0. ``var_95`` / ``cvar_95`` are 1-day
     historical losses as positive fractions. ``costs_eur`` and ``taxes_eur`` may be numbers
     or per-fill amounts (summed). NaN or infinite values become None; ``start`` / ``end``
@@ -434,20 +438,21 @@ def performance(
     values = values[values.notna()]
     r = returns_from_nav(values, capital)
     duration = max_drawdown_duration(r)
+    ppy = periods_per_year
     out: dict[str, float | int | str | None] = {
         "total_return": _json_float(total_return(r)),
-        "cagr": _json_float(cagr(r)),
-        "volatility_ann": _json_float(annual_volatility(r)),
-        "sharpe": _json_float(sharpe_ratio(r, risk_free)),
-        "sortino": _json_float(sortino_ratio(r)),
+        "cagr": _json_float(cagr(r, ppy)),
+        "volatility_ann": _json_float(annual_volatility(r, ppy)),
+        "sharpe": _json_float(sharpe_ratio(r, risk_free, ppy)),
+        "sortino": _json_float(sortino_ratio(r, 0.0, ppy)),
         "max_drawdown": _json_float(max_drawdown(r)),
         "max_drawdown_days": _json_int(duration.days),
         "max_drawdown_sessions": _json_int(duration.periods),
-        "calmar": _json_float(calmar_ratio(r)),
+        "calmar": _json_float(calmar_ratio(r, ppy)),
         "var_95": _json_float(value_at_risk(r, 0.95)),
         "cvar_95": _json_float(conditional_value_at_risk(r, 0.95)),
         "hit_rate": _json_float(hit_rate(r)),
-        "turnover_ann": None if trades is None else _json_float(turnover(trades, values)),
+        "turnover_ann": None if trades is None else _json_float(turnover(trades, values, ppy)),
         "costs_eur": _json_total(costs_eur),
         "taxes_eur": _json_total(taxes_eur),
         "llm_tokens": _json_int(llm_tokens),

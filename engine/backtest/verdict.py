@@ -178,7 +178,7 @@ def excess_return_test(
     mean_block: float | None = None,
     seed: int = 0,
     confidence: float = 0.95,
-    periods_per_year: int = PERIODS_PER_YEAR,
+    periods_per_year: float = PERIODS_PER_YEAR,
 ) -> dict[str, float | int | None]:
     """Stationary-bootstrap test of H0: mean excess return ``<= 0`` against H1: ``> 0``.
 
@@ -312,7 +312,7 @@ def verdict(
     confidence: float = 0.95,
     risk_free: float = 0.0,
     min_years: float = 2.0,
-    periods_per_year: int = PERIODS_PER_YEAR,
+    periods_per_year: float = PERIODS_PER_YEAR,
 ) -> dict[str, object]:
     """The answer to "does the strategy beat buy-and-hold SPY?", with a plain sentence.
 

@@ -72,3 +72,22 @@ def previous_sessions(codes: Iterable[str], end: object, count: int) -> pd.Datet
 def open_time_utc(code: str, d: object) -> pd.Timestamp:
     """When the exchange opens on session `d` (UTC)."""
     return get_calendar(code).session_open(to_session(d))
+
+
+# The years over which a calendar's sessions per year are averaged: full years of the
+# calendars' range, so that the figure does not depend on a run's window.
+SESSIONS_PER_YEAR_YEARS = (2000, 2035)
+
+
+@lru_cache(maxsize=None)
+def _sessions_per_year(codes: tuple[str, ...]) -> float:
+    first, last = SESSIONS_PER_YEAR_YEARS
+    n = len(union_sessions(codes, f"{first}-01-01", f"{last}-12-31"))
+    return n / (last - first + 1)
+
+
+def sessions_per_year(codes: Iterable[str]) -> float:
+    """The average number of sessions a year of the union of these exchanges' calendars
+    (about 252 for New York alone, 255 for Paris, 258 for both): what annualises a daily
+    figure measured on that calendar."""
+    return _sessions_per_year(tuple(sorted(set(codes))))

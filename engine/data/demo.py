@@ -124,6 +124,12 @@ class _InstrumentParams(_Frozen):
         return self
 
 
+class _SplitEvent(_Frozen):
+    ticker: str
+    date: date
+    ratio: float = Field(gt=0)  # new shares per old share (1.1 = one bonus share per ten)
+
+
 class DemoParams(_Frozen):
     model: _ModelParams
     garch: _GarchSection
@@ -131,6 +137,7 @@ class DemoParams(_Frozen):
     factors: _Factors
     fx: _FXParams
     instruments: dict[str, _InstrumentParams]
+    splits: tuple[_SplitEvent, ...] = ()
 
     @model_validator(mode="after")
     def _consistent(self) -> DemoParams:
@@ -429,6 +436,7 @@ class DemoSource:
         def frame(values: np.ndarray) -> pd.DataFrame:
             return pd.DataFrame(values, index=index, columns=columns)
 
+        split_ratios = _apply_splits(out, index, tickers, params.splits)
         fx = pd.Series(np.exp(sim.series[_FX].x[grid_pos]), index=index, name=config.fx.eurusd)
         return MarketData(
             open=frame(out["open"]),
@@ -437,9 +445,36 @@ class DemoSource:
             close=frame(out["close"]),
             volume=frame(out["volume"]),
             dividends=frame(np.zeros(shape)),
-            splits=frame(np.ones(shape)),
+            splits=frame(split_ratios),
             fx_eurusd=fx,
             source=self.name,
             synthetic=True,
             issues=(),
+            price_convention="unadjusted",
         )
+
+
+def _apply_splits(
+    bars: dict[str, np.ndarray], index: pd.DatetimeIndex, tickers: list[str], splits: tuple[_SplitEvent, ...]
+) -> np.ndarray:
+    """Put the simulated bars (in today's share units) in the units they traded in.
+
+    Before a split of ratio r, one share was worth r of today's: its price was r times
+    higher and its volume r times lower. The prices are therefore *unadjusted*, as
+    traded, and the split event sits on its date: the engine must book it. Returns
+    the split-ratio frame (1.0 where none). A split after the window still sets the
+    units of the window, so that a bar never depends on which dates are requested.
+    """
+    ratios = np.ones((len(index), len(tickers)))
+    col = {t: j for j, t in enumerate(tickers)}
+    for ev in splits:
+        j = col.get(ev.ticker)
+        if j is None:
+            continue
+        before = index < pd.Timestamp(ev.date)
+        for f in ("open", "high", "low", "close"):
+            bars[f][before, j] *= ev.ratio
+        bars["volume"][before, j] = np.maximum(np.rint(bars["volume"][before, j] / ev.ratio), 1.0)
+        on = index == pd.Timestamp(ev.date)
+        ratios[on, j] *= ev.ratio
+    return ratios

@@ -9,6 +9,7 @@ EUR) converts USD prices to EUR: ``price_eur = price_usd / fx_eurusd``.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Literal
@@ -16,32 +17,53 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-IssueKind = Literal["missing", "empty", "nan_bars", "stale", "jump", "fx", "filled"]
+IssueKind = Literal["missing", "empty", "nan_bars", "stale", "jump", "fx", "filled", "duplicate", "split"]
 
 FIELDS = ("open", "high", "low", "close", "volume")
+
+# Kinds that make a ticker unusable while they are in force; the others are warnings.
+FATAL_KINDS = frozenset({"missing", "empty", "nan_bars", "stale", "fx", "duplicate"})
+
+PriceConvention = Literal["split_adjusted", "unadjusted"]
 
 
 @dataclass(frozen=True)
 class DataIssue:
     """Something wrong with one ticker's data (or the FX series, ticker ``EURUSD=X``).
 
-    ``kind`` says what: ``missing`` (no data at all), ``nan_bars`` (too many missing bars),
-    ``stale`` (no bar for the last session of its exchange), ``jump`` (a close-to-close
-    move beyond the threshold with no split), ``fx`` (the FX series is unusable), and
-    ``filled`` (a few isolated missing bars were carried forward: a warning, the data
-    is still used). ``detail`` is one human sentence.
+    ``kind`` says what: ``missing`` (no data at all), ``nan_bars`` (too many missing bars
+    in the window that ends at the session), ``stale`` (no bar, or a repeated one, for
+    the last session of its exchange), ``duplicate`` (the same date twice with different
+    values), ``jump`` (a close-to-close move beyond the threshold with no split: a
+    warning, since real prices do move that much), ``fx`` (the FX series is unusable),
+    ``split`` (a split found in the prices but not in the events), and ``filled`` (a
+    missing or repeated bar carried forward, or another repair: a warning, the data is
+    still used). ``detail`` is one human sentence.
+
+    Point in time: ``since`` is the first session on which the issue is known (it is
+    found with data up to that session only) and ``until`` the last one it is in force
+    (None: from the start, or to the end). A backtest applies an issue at session D only
+    when it is in force at D, and a brief lists only those.
     """
 
     ticker: str
     kind: IssueKind
     detail: str
+    since: dt.date | None = None
+    until: dt.date | None = None
 
     @property
     def fatal_for_ticker(self) -> bool:
-        return self.kind != "filled"
+        return self.kind in FATAL_KINDS
+
+    def in_force(self, d: dt.date) -> bool:
+        return (self.since is None or self.since <= d) and (self.until is None or d <= self.until)
 
     def as_dict(self) -> dict[str, str]:
-        return {"ticker": self.ticker, "kind": self.kind, "detail": self.detail}
+        out = {"ticker": self.ticker, "kind": self.kind, "detail": self.detail}
+        if self.since is not None:
+            out["since"] = self.since.isoformat()
+        return out
 
 
 @dataclass(frozen=True)
@@ -51,6 +73,7 @@ class _Rows:
     dividends: np.ndarray
     splits: np.ndarray
     fx_eurusd: np.ndarray
+    traded: np.ndarray  # bool: the bar really traded (not carried forward, not repeated)
 
     def at(self, name: str, i: int) -> dict[str, float]:
         return dict(zip(self.tickers, getattr(self, name)[i].tolist(), strict=True))
@@ -69,16 +92,50 @@ class MarketData:
     source: str
     synthetic: bool
     issues: tuple[DataIssue, ...] = field(default=())
+    # Whether past prices already contain later splits (Yahoo's history) or are the
+    # prices as they traded (the demo, most CSV exports). Quantities follow the data:
+    # on split-adjusted prices a split is never applied again (see engine/step.py).
+    price_convention: PriceConvention = "unadjusted"
+    # True where the bar really traded; None: wherever there is an open and a close.
+    # Validation sets it False on bars it carried forward and on repeated (stale) bars.
+    traded: pd.DataFrame | None = None
+
+    @property
+    def split_adjusted(self) -> bool:
+        return self.price_convention == "split_adjusted"
+
+    def issues_on(self, d: dt.date) -> tuple[DataIssue, ...]:
+        """The issues known and in force on session `d`: what a brief at `d` may say."""
+        return tuple(x for x in self.issues if x.in_force(d))
+
+    def blocked_on(self, d: dt.date) -> dict[str, DataIssue]:
+        """Ticker -> its first fatal issue in force on `d`."""
+        out: dict[str, DataIssue] = {}
+        for x in self._fatal_issues:
+            if x.ticker not in out and x.in_force(d):
+                out[x.ticker] = x
+        return out
+
+    @cached_property
+    def _fatal_issues(self) -> tuple[DataIssue, ...]:
+        return tuple(x for x in self.issues if x.fatal_for_ticker)
 
     @cached_property
     def rows(self) -> _Rows:
         """The frames as NumPy arrays, for reading one date at a time in a loop."""
+        opens = self.open.to_numpy(dtype=float)
+        if self.traded is None:
+            traded = ~np.isnan(opens) & ~np.isnan(self.close.to_numpy(dtype=float))
+        else:
+            traded = self.traded.reindex(index=self.index, columns=self.close.columns, fill_value=False)
+            traded = traded.to_numpy(dtype=bool)
         return _Rows(
             tickers=list(self.close.columns),
-            open=self.open.to_numpy(dtype=float),
+            open=opens,
             dividends=self.dividends.to_numpy(dtype=float),
             splits=self.splits.to_numpy(dtype=float),
             fx_eurusd=self.fx_eurusd.to_numpy(dtype=float),
+            traded=traded,
         )
 
     @property
@@ -102,6 +159,8 @@ class MarketData:
             dividends=self.dividends.loc[cut],
             splits=self.splits.loc[cut],
             fx_eurusd=self.fx_eurusd.loc[cut],
+            traded=None if self.traded is None else self.traded.loc[cut],
+            issues=tuple(x for x in self.issues if x.since is None or x.since <= d.date()),
         )
 
     def drop(self, tickers: list[str]) -> MarketData:
@@ -112,6 +171,8 @@ class MarketData:
             name: getattr(self, name).drop(columns=tickers, errors="ignore")
             for name in (*FIELDS, "dividends", "splits")
         }
+        if self.traded is not None:
+            kw["traded"] = self.traded.drop(columns=tickers, errors="ignore")
         return replace(self, **kw)
 
     def with_issues(self, issues: list[DataIssue]) -> MarketData:
@@ -121,4 +182,6 @@ class MarketData:
         """Whether `ticker` traded on `d` (its exchange was open and the bar is there)."""
         if ticker not in self.close.columns or d not in self.close.index:
             return False
+        if self.traded is not None:
+            return bool(self.traded.at[d, ticker])
         return bool(pd.notna(self.open.at[d, ticker]) and pd.notna(self.close.at[d, ticker]))

@@ -15,7 +15,13 @@ plus the EUR/USD rate. What yfinance 1.7 returns for several tickers (read from
   left NaN, and if every ticker failed the frame has no rows at all.
 
 Prices are traded prices (``auto_adjust=False``): dividends are credited as cash by the
-ledger. Yahoo's OHLC are split-adjusted but not dividend-adjusted.
+ledger. Yahoo's OHLC (and dividends) are **split-adjusted** back in time but not
+dividend-adjusted: the panel declares ``price_convention="split_adjusted"``, so a
+backtest never applies a split to quantities again, and a live run converts its stored
+quantities once, at load, for the splits since its last session (engine/corporate.py).
+
+A EUR/USD bar whose open, high, low and close repeat the previous bar's exactly is
+Yahoo's stale quote, not a rate: it counts as missing.
 """
 
 from __future__ import annotations
@@ -297,7 +303,8 @@ def to_market(raw: pd.DataFrame, config: Config, start: pd.Timestamp, end: pd.Ti
 
     fx_name = config.fx.eurusd
     if ("Close", fx_name) in raw.columns:
-        fx = raw[("Close", fx_name)].astype("float64").reindex(index)
+        fx = raw[("Close", fx_name)].astype("float64")
+        fx = fx.where(~_repeated_fx_bars(raw, fx_name)).reindex(index)
     else:
         fx = pd.Series(np.nan, index=index, dtype="float64")
     fx = fx.rename(fx_name)
@@ -309,7 +316,19 @@ def to_market(raw: pd.DataFrame, config: Config, start: pd.Timestamp, end: pd.Ti
         fx_eurusd=fx,
         source="yahoo",
         synthetic=False,
+        price_convention="split_adjusted",
     )
+
+
+def _repeated_fx_bars(raw: pd.DataFrame, fx_name: str) -> pd.Series:
+    """Rows whose EUR/USD open, high, low and close equal the previous quoted row's."""
+    cols = [(f, fx_name) for f in ("Open", "High", "Low", "Close")]
+    if not all(c in raw.columns for c in cols):
+        return pd.Series(False, index=raw.index)
+    bars = raw[cols].astype("float64")
+    quoted = bars.dropna(how="any")
+    same = quoted.eq(quoted.shift(1)).all(axis=1) & (quoted.iloc[:, 1] != quoted.iloc[:, 2])
+    return same.reindex(raw.index, fill_value=False)
 
 
 def _merge(base: pd.DataFrame, extra: pd.DataFrame, tickers: list[str]) -> pd.DataFrame:

@@ -6,6 +6,7 @@ alone. Every amount returned is in EUR and rounded to the cent, as a broker book
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -44,12 +45,25 @@ class Commission:
 
 @dataclass(frozen=True)
 class FrenchFTT:
-    """French financial transaction tax: purchases of French shares only (sales are exempt)."""
+    """French financial transaction tax: purchases of the shares it applies to (sales are
+    exempt), at the rate in force on the date of the purchase.
 
-    rate: float
+    `schedule` is ``((since, rate), ...)`` in increasing dates; no tax before the first.
+    An undated quote (a what-if) uses the latest rate.
+    """
 
-    def tax_eur(self, notional_eur: float, side: Side, applies: bool) -> float:
-        return cents(notional_eur * self.rate) if applies and side == "buy" else 0.0
+    schedule: tuple[tuple[dt.date, float], ...]
+
+    def rate_on(self, d: dt.date | None) -> float:
+        rate = 0.0
+        for since, r in self.schedule:
+            if d is not None and since > d:
+                break
+            rate = r
+        return rate
+
+    def tax_eur(self, notional_eur: float, side: Side, applies: bool, d: dt.date | None = None) -> float:
+        return cents(notional_eur * self.rate_on(d)) if applies and side == "buy" else 0.0
 
 
 @dataclass(frozen=True)
@@ -78,18 +92,19 @@ class CostModel:
         return cls(
             slippage=Slippage(c.slippage_bps),
             commission=Commission(c.commission_bps, c.commission_min_eur),
-            tax=FrenchFTT(c.french_ftt_rate),
+            tax=FrenchFTT(tuple((r.since, r.rate) for r in c.french_ftt)),
             fx=FxConversion(c.fx_fee_bps),
         )
 
-    def buy_cost_factor(self, ftt: bool, currency: str) -> float:
-        """All-in EUR cost of 1 EUR of quoted value bought (ignoring the commission minimum).
+    def buy_cost_factor(self, ftt: bool, currency: str, d: dt.date | None = None) -> float:
+        """All-in EUR cost of 1 EUR of quoted value bought on `d` (ignoring the commission
+        minimum; the latest tax rate when `d` is None).
 
         Used to size orders at decision time, before the fill price is known.
         """
         f = 1.0 + (self.slippage.bps + self.commission.bps) / 10_000
         if ftt:
-            f += self.tax.rate
+            f += self.tax.rate_on(d)
         if currency != "EUR":
             f += self.fx.fee_bps / 10_000
         return f

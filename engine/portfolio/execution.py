@@ -41,7 +41,7 @@ QTY_DECIMALS = 6
 class ExecutionNote:
     order_id: str
     ticker: str
-    outcome: Literal["clipped", "rejected"]
+    outcome: Literal["clipped", "rejected", "waiting"]
     requested_qty: float
     filled_qty: float
     reason: str
@@ -70,20 +70,21 @@ def quote(
     open_local: float,
     fx_eurusd: float,
     costs: CostModel,
-    d: dt.date = dt.date.min,
+    d: dt.date | None = None,
     order_id: str = "",
 ) -> Fill:
     """What filling `qty` at this open would cost or bring, every part in EUR, as the fill
-    that would be booked (dated `d`; a what-if quote needs no date)."""
+    that would be booked on `d` (a what-if quote needs no date: it is taxed at the
+    latest rate)."""
     fill_local = costs.slippage.fill_price(open_local, side)
     gross = cents(costs.fx.to_eur(qty * fill_local, asset.currency, fx_eurusd))
     nominal = cents(costs.fx.to_eur(qty * open_local, asset.currency, fx_eurusd))
     commission = costs.commission.fee_eur(gross)
-    tax = costs.tax.tax_eur(gross, side, asset.ftt)
+    tax = costs.tax.tax_eur(gross, side, asset.ftt, d)
     fx_fee = costs.fx.fee_eur(gross, asset.currency)
     fees = commission + tax + fx_fee
     return Fill(
-        date=d,
+        date=d or dt.date.min,
         ticker=asset.ticker,
         side=side,
         qty=qty,
@@ -101,17 +102,28 @@ def quote(
 
 
 def affordable_qty(
-    asset: Asset, open_local: float, fx_eurusd: float, cash_eur: float, costs: CostModel, whole_shares: bool
+    asset: Asset,
+    open_local: float,
+    fx_eurusd: float,
+    cash_eur: float,
+    costs: CostModel,
+    whole_shares: bool,
+    d: dt.date | None = None,
 ) -> float:
-    """The largest quantity whose all-in cost fits in `cash_eur`."""
+    """The largest quantity whose all-in cost on `d` fits in `cash_eur`."""
     def fits(q: float) -> bool:
-        return -quote(asset, "buy", q, open_local, fx_eurusd, costs).cash_flow_eur <= cash_eur
+        return -quote(asset, "buy", q, open_local, fx_eurusd, costs, d).cash_flow_eur <= cash_eur
 
     # The cost is increasing in the quantity, but rounding to the cent and the commission
     # minimum make it awkward to invert: bisect on whole shares (or on millionths).
     unit = 1.0 if whole_shares else 10**-QTY_DECIMALS
     unit_eur = costs.fx.to_eur(costs.slippage.fill_price(open_local, "buy"), asset.currency, fx_eurusd)
-    lo, hi = 0, int(cash_eur / (unit_eur * unit)) + 1  # in units; `hi` never fits
+    # The estimate ignores the rounding to the cent, which can make one more unit fit
+    # (EUR 1,000 at 333.3349 with no fees buys 3: 1,000.0047 books as 1,000.00), so
+    # grow `hi` until it really does not fit.
+    lo, hi = 0, max(int(cash_eur / (unit_eur * unit)), 0) + 1  # in units
+    while fits(hi * unit):
+        lo, hi = hi, hi * 2
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if fits(mid * unit) else (lo, mid)
@@ -126,19 +138,29 @@ def execute_pending(
     assets: Mapping[str, Asset],
     costs: CostModel,
     whole_shares: bool,
+    not_traded: Mapping[str, str] | None = None,
 ) -> ExecutionResult:
-    """Fill the pending orders whose exchange opened on `d` (those with an open price)."""
+    """Fill the pending orders whose exchange opened on `d` (those with an open price).
+
+    `not_traded`: ticker -> why its bar of `d` did not trade (carried forward, a
+    repeated stale bar, zero volume). Its orders wait, as over a holiday, with a note:
+    a fill at a price nobody traded at would be fiction.
+    """
     due, waiting = [], []
+    notes: list[ExecutionNote] = []
     for o in p.pending_orders:
         px = opens_local.get(o.ticker)
+        if px is not None and px == px and px > 0 and not_traded and o.ticker in not_traded:
+            notes.append(ExecutionNote(o.id, o.ticker, "waiting", o.qty, 0.0, not_traded[o.ticker]))
+            waiting.append(o)
+            continue
         (due if px is not None and px == px and px > 0 else waiting).append(o)
     if not due:
-        return ExecutionResult(p)
+        return ExecutionResult(p, [], notes)
     day = dt.datetime(d.year, d.month, d.day)
     due.sort(key=lambda o: (open_time_utc(assets[o.ticker].calendar, day), o.decided_on, o.side != "sell", o.ticker))
     p = p.model_copy(update={"pending_orders": tuple(waiting)})
     fills: list[Fill] = []
-    notes: list[ExecutionNote] = []
     for o in due:
         asset = assets[o.ticker]
         px = float(opens_local[o.ticker])
@@ -162,7 +184,7 @@ def execute_pending(
         else:
             q = quote(asset, "buy", qty, px, fx_eurusd, costs, d, o.id)
             if -q.cash_flow_eur > p.cash_eur:
-                fit = affordable_qty(asset, px, fx_eurusd, p.cash_eur, costs, whole_shares)
+                fit = affordable_qty(asset, px, fx_eurusd, p.cash_eur, costs, whole_shares, d)
                 if fit <= 0:
                     notes.append(
                         ExecutionNote(

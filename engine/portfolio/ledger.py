@@ -136,6 +136,14 @@ class Portfolio(_Model):
     # Where the prices come from ("yahoo", "demo seed=42"): a state is never fed two sources.
     source: str = ""
     as_of: dt.date | None = None
+    # The last date of the price data the quantities are expressed in. Split-adjusted
+    # history (Yahoo) is in the units of its download day; a state saved from an older
+    # download is converted once, at load, for the splits since (engine/step.py).
+    units_as_of: dt.date | None = None
+    # The close each held position was last marked at (local currency, in the units of
+    # that day's data): a fresh download that disagrees by a split ratio reveals a split
+    # missing from the events.
+    marks_local: dict[str, float] = {}
     inception: dt.date | None = None
     starting_capital_eur: float = Field(gt=0)
     cash_eur: float = Field(ge=0)
@@ -191,8 +199,12 @@ def book(p: Portfolio, f: Fill) -> tuple[Portfolio, Fill]:
         if pos is not None:
             ratio = f.price_local  # for a split, the ratio is carried in price_local
             positions[f.ticker] = pos.model_copy(update={"qty": round(pos.qty * ratio, 6)})
+    marks = p.marks_local
+    if f.side == "split" and f.ticker in marks:  # the last mark, in the new units
+        marks = {**marks, f.ticker: marks[f.ticker] / f.price_local}
     new = p.model_copy(
         update={
+            "marks_local": marks,
             "cash_eur": cash,
             "positions": dict(sorted(positions.items())),
             "realised_pnl_eur": realised_total,
