@@ -41,3 +41,19 @@ class BudgetExceeded(EngineError):
     """A configured spending limit has been reached."""
 
     exit_code = 6
+
+
+# --- the state folder as a shared resource (engine/state.py) ----------------------
+
+
+class StateLocked(EngineError):
+    """Another run holds the state folder's lock: one writer at a time."""
+
+    exit_code = 7
+
+
+class StateUnwritable(EngineError):
+    """The state folder cannot be written: not a directory, read-only, disk full, file too
+    large. Nothing was committed; the state is as it was before the run."""
+
+    exit_code = 8
