@@ -212,9 +212,10 @@ def check_folder(root: Path) -> None:
 
 
 @contextlib.contextmanager
-def state_lock(root: Path, *, shared: bool = False) -> Iterator[None]:
-    """Hold the state folder's lock for the block: exclusive for a writer (the folder is
-    created if missing), shared for a reader. Nested use in one process is free."""
+def state_lock(root: Path, *, shared: bool = False, create: bool = True) -> Iterator[None]:
+    """Hold the state folder's lock for the block: exclusive for a writer, shared for a
+    reader. A missing folder is created for a writer (``create``); otherwise there is
+    nothing to lock. Nested use in one process is free."""
     import fcntl
 
     root = Path(root)
@@ -223,7 +224,7 @@ def state_lock(root: Path, *, shared: bool = False) -> Iterator[None]:
     if key in _HELD and (_HELD[key][1] or shared):
         yield
         return
-    if shared and not root.exists():
+    if (shared or not create) and not root.exists():
         yield  # nothing to read, nothing anyone else can be writing
         return
     try:
