@@ -270,16 +270,32 @@ def _probe_writable(root: Path) -> None:
 
 
 def remove_stale_temporaries(root: Path) -> list[Path]:
-    """Delete the ``.NAME.*.tmp`` files a killed writer left (only under the exclusive
-    lock: no live writer can own them)."""
+    """Delete the ``.NAME.*.tmp`` files a killed writer left, and the journal of a save
+    that was committed but killed before removing it (only under the exclusive lock: no
+    live writer can own them)."""
     gone = []
     for tmp in sorted(Path(root).rglob(".*.tmp")):
         with contextlib.suppress(OSError):
             tmp.unlink()
             gone.append(tmp)
+    for journal in sorted(Path(root).rglob(JOURNAL_FILE)):
+        if _journal_done(journal):
+            with contextlib.suppress(OSError):
+                journal.unlink()
+                gone.append(journal)
     if gone:
-        log.info("state: removed %d temporary file(s) left by an interrupted run", len(gone))
+        log.info("state: removed %d file(s) left by an interrupted run", len(gone))
     return gone
+
+
+def _journal_done(journal: Path) -> bool:
+    """Whether the save a journal announced was committed (killed before removing it)."""
+    try:
+        last = json.loads(journal.read_text(encoding="utf-8"))["last"]
+        as_of = json.loads((journal.parent / "portfolio.json").read_text(encoding="utf-8"))["as_of"]
+        return isinstance(as_of, str) and isinstance(last, str) and as_of >= last
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # the load says what is wrong
 
 
 # --- strict reading --------------------------------------------------------------------
