@@ -571,3 +571,28 @@ def test_records_are_identical_under_two_hash_seeds(base, straight, tmp_path):
     for p in procs:
         assert p.wait(timeout=300) == 0, p.stderr.read()
     assert snapshot(tmp_path / "1") == snapshot(tmp_path / "2") == straight
+
+
+# --- the site: built beside the old one, swapped in whole -------------------------------------
+
+
+def test_a_killed_site_build_leaves_the_previous_site_whole(base, tmp_path):
+    from engine.report.site import SiteError, build_site
+
+    out = tmp_path / "public"
+    start = time.perf_counter()
+    build_site(base, out, config=CONFIG)
+    took = time.perf_counter() - start
+    published = snapshot(out)
+    assert "index.html" in published
+
+    # kill -9 halfway through the next build (MkDocs empties its output folder first)
+    assert _in_child(lambda: build_site(base, out, config=CONFIG) and 0, kill_after=0.5 * took) == -signal.SIGKILL
+    assert snapshot(out) == published
+
+    # killed between the two renames of the swap: the old site waits beside; any next build puts it back
+    out.rename(tmp_path / ".public.old")
+    with pytest.raises(SiteError, match="no state folder"):
+        build_site(tmp_path / "nowhere", out, config=CONFIG)
+    assert snapshot(out) == published
+    assert not (tmp_path / ".public.old").exists() and not (tmp_path / ".public.building").exists()

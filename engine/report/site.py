@@ -88,14 +88,13 @@ def build_site(state: Path, out: Path, *, config: Config, backtest: Path | None 
     state, out = Path(state), Path(out)
     root = project_root()
     building, old = _siblings(out)
-    _recover(out, old)
+    _recover(out, building, old)
     _check_out(out, state, root)
     with state_lock(state, shared=True), tempfile.TemporaryDirectory(prefix="almost-surely-site-") as tmp:
         data = load_site_data(state, config, backtest)
         work = Path(tmp)
         docs = work / "docs"
         nav = write_docs(data, docs, root / "docs", state)
-        shutil.rmtree(building, ignore_errors=True)
         cfg_path = write_mkdocs_config(work, root, docs, building, nav, synthetic=data.synthetic)
         _run_mkdocs(cfg_path, _epoch(data.as_of))
     _swap_in(building, out, old)
@@ -108,11 +107,13 @@ def _siblings(out: Path) -> tuple[Path, Path]:
     return out.parent / f".{out.name}.building", out.parent / f".{out.name}.old"
 
 
-def _recover(out: Path, old: Path) -> None:
-    """A build killed between the two renames of the swap left the old site aside: put it back."""
+def _recover(out: Path, building: Path, old: Path) -> None:
+    """A build killed between the two renames of the swap left the old site aside: put it
+    back; a build killed earlier left a partial one beside it: remove it."""
     if old.is_dir() and not out.exists():
         old.rename(out)
     shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(building, ignore_errors=True)
 
 
 def _swap_in(building: Path, out: Path, old: Path) -> None:
