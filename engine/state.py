@@ -227,6 +227,7 @@ def state_lock(root: Path, *, shared: bool = False, create: bool = True) -> Iter
     if (shared or not create) and not root.exists():
         yield  # nothing to read, nothing anyone else can be writing
         return
+    created = not root.exists()
     try:
         if not shared:
             root.mkdir(parents=True, exist_ok=True)
@@ -250,8 +251,18 @@ def state_lock(root: Path, *, shared: bool = False, create: bool = True) -> Iter
             yield
         finally:
             del _HELD[key]
+            if created:
+                _remove_if_unused(root)
     finally:
         os.close(fd)  # closing the last descriptor releases the lock
+
+
+def _remove_if_unused(root: Path) -> None:
+    """A folder made for a run that then wrote nothing (it failed first) is removed again."""
+    with contextlib.suppress(OSError):
+        if [p.name for p in root.iterdir()] == [LOCK_FILE]:
+            (root / LOCK_FILE).unlink()
+            root.rmdir()
 
 
 def holds_lock(root: Path) -> bool:
