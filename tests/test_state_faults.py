@@ -31,6 +31,7 @@ from engine.errors import StateCorrupt, StateLocked
 from engine.monitor import append_alerts, read_alerts
 from engine.report.site import load_site_data
 from engine.state import LOCK_FILE, MIGRATIONS, BackgroundSaver, StateStore, state_lock
+from tests.state_builder import write_state
 from tests.yf_frames import FakeDownload, universe_histories
 
 CONFIG = load_config()
@@ -196,9 +197,11 @@ def test_the_attacked_state_is_refused_by_every_reader_too(state, capsys):
         assert "has no positions" in one_line(capsys.readouterr().err)
 
 
-def test_as_of_in_the_future_is_corrupt(state):
+def test_as_of_in_the_future_is_corrupt(tmp_path):
+    write_state(tmp_path / "s", {"MC.PA": (10, 100.0)}, cash=9000.0, as_of=dt.date(2024, 12, 6))
+    assert StateStore(tmp_path / "s", today=lambda: dt.date(2024, 12, 6)).load().as_of == dt.date(2024, 12, 6)
     with pytest.raises(StateCorrupt, match="as_of 2024-12-06 is in the future"):
-        StateStore(state, today=lambda: dt.date(2024, 12, 5)).load()
+        StateStore(tmp_path / "s", today=lambda: dt.date(2024, 12, 5)).load()
 
 
 def test_an_undecodable_decision_record_is_one_line(state, capsys):
