@@ -21,7 +21,7 @@ from engine import __version__
 from engine.config import Config, load_config
 from engine.data import calendars
 from engine.data.market import MarketData
-from engine.errors import ConfigError, EngineError, StateCorrupt
+from engine.errors import ConfigError, EngineError, StateCorrupt, StateUnwritable
 from engine.policies import POLICIES, make_policy
 from engine.portfolio.ledger import Portfolio
 from engine.state import StateStore, check_config, state_lock
@@ -349,8 +349,8 @@ def _run_and_save(
             unsaved = []
         if not todo:
             saver.save(p, [])
-    except BaseException:
-        if unsaved:
+    except BaseException as exc:
+        if unsaved and not isinstance(exc, (StateUnwritable, StateCorrupt)):  # not when the save itself failed
             saver.save(unsaved[-1].portfolio, unsaved)
             log.warning("stopped after %s: the %d sessions before it are saved", unsaved[-1].date.date(),
                         len(done) + len(unsaved))
