@@ -7,6 +7,7 @@ and a non-zero exit code (engine.errors); a traceback means a bug.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -20,10 +21,10 @@ from engine import __version__
 from engine.config import Config, load_config
 from engine.data import calendars
 from engine.data.market import MarketData
-from engine.errors import ConfigError, EngineError, StateCorrupt
+from engine.errors import ConfigError, EngineError, StateCorrupt, StateUnwritable
 from engine.policies import POLICIES, make_policy
 from engine.portfolio.ledger import Portfolio
-from engine.state import StateStore
+from engine.state import StateStore, check_config, state_lock
 from engine.step import StepContext, StepResult, check_data, run
 
 log = logging.getLogger("engine")
@@ -34,9 +35,13 @@ DEFAULT_CACHE = Path(".cache") / "almost-surely"
 
 def _date(s: str) -> pd.Timestamp:
     try:
-        return calendars.to_session(dt.date.fromisoformat(s))
+        d = calendars.to_session(dt.date.fromisoformat(s))
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {s!r}") from None
+    if not calendars.CALENDAR_START <= d <= calendars.CALENDAR_END:
+        raise argparse.ArgumentTypeError(f"{s} is outside the trading calendars "
+                                         f"({calendars.CALENDAR_START.date()} .. {calendars.CALENDAR_END.date()})")
+    return d
 
 
 def _positive_int(s: str) -> int:
@@ -194,36 +199,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("openai", "httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
-        if args.command == "demo":
-            return cmd_demo(args)
-        if args.command == "daily":
-            return cmd_daily(args)
-        if args.command == "backtest":
-            return cmd_backtest(args)
-        if args.command == "sweep":
-            return cmd_sweep(args)
-        if args.command == "site":
-            return cmd_site(args)
-        if args.command == "weekly":
-            return cmd_weekly(args)
-        if args.command == "monitor":
-            return cmd_monitor(args)
-        if args.command == "models":
-            from engine.llm.models_table import models_text
-
-            print(models_text(load_config(args.config), args.model))
-            return 0
-        if args.command == "commit-message":
-            from engine.ops import commit_message
-
-            print(commit_message(args.state, args.kind))
-            return 0
+        with _LOCKS:
+            return _dispatch(args)
     except EngineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted: the state holds every session saved so far", file=sys.stderr)
         return 130
+
+
+# The state locks a command takes (engine.state.state_lock), released when it returns.
+_LOCKS = contextlib.ExitStack()
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        return cmd_demo(args)
+    if args.command == "daily":
+        return cmd_daily(args)
+    if args.command == "backtest":
+        return cmd_backtest(args)
+    if args.command == "sweep":
+        return cmd_sweep(args)
+    if args.command == "site":
+        return cmd_site(args)
+    if args.command == "weekly":
+        return cmd_weekly(args)
+    if args.command == "monitor":
+        return cmd_monitor(args)
+    if args.command == "models":
+        from engine.llm.models_table import models_text
+
+        print(models_text(load_config(args.config), args.model))
+        return 0
+    if args.command == "commit-message":
+        from engine.ops import commit_message
+
+        print(commit_message(args.state, args.kind))
+        return 0
     raise AssertionError(args.command)
 
 
@@ -305,13 +319,17 @@ def _load_market(src, cfg: Config, first: pd.Timestamp, end: pd.Timestamp) -> Ma
 
 
 def _open_state(store: StateStore, cfg: Config, label: str) -> Portfolio:
+    """Lock the state folder for the rest of the command, then load and check it: all
+    before any download or LLM call."""
+    _LOCKS.enter_context(state_lock(store.root))
     p = store.load()
     if p is None:
         return Portfolio.initial(cfg.portfolio.starting_capital_eur, source=label)
-    if p.source != label:
-        raise StateCorrupt(
+    if p.source != label:  # the state is sound; the flags are wrong
+        raise ConfigError(
             f"{store.root} holds a portfolio priced by '{p.source}', not '{label}': refusing to mix sources"
         )
+    check_config(p, cfg, store.root)
     return p
 
 
@@ -363,8 +381,8 @@ def _run_and_save(
             unsaved = []
         if not todo:
             saver.save(p, [])
-    except BaseException:
-        if unsaved:
+    except BaseException as exc:
+        if unsaved and not isinstance(exc, (StateUnwritable, StateCorrupt)):  # not when the save itself failed
             saver.save(unsaved[-1].portfolio, unsaved)
             log.warning("stopped after %s: the %d sessions before it are saved", unsaved[-1].date.date(),
                         len(done) + len(unsaved))

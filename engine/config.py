@@ -23,7 +23,8 @@ Currency = Literal["EUR", "USD"]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # TOML can spell inf and nan: no setting means either.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Asset(_Frozen):

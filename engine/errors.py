@@ -50,3 +50,19 @@ class LLMUnusable(EngineError):
     loudly (the scheduled workflow opens its failure issue) instead of holding every day."""
 
     exit_code = 7
+
+
+# --- the state folder as a shared resource (engine/state.py) ----------------------
+
+
+class StateLocked(EngineError):
+    """Another run holds the state folder's lock: one writer at a time."""
+
+    exit_code = 9
+
+
+class StateUnwritable(EngineError):
+    """The state folder cannot be written: not a directory, read-only, disk full, file too
+    large. Nothing was committed; the state is as it was before the run."""
+
+    exit_code = 8

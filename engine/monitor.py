@@ -30,9 +30,10 @@ Alerts are appended to ``state/alerts.jsonl``, one JSON object per line with the
 ``date, time_utc, ticker, move, price_local, previous_close, message, source`` in this
 order (``ticker`` is ``PORTFOLIO`` for the portfolio, whose prices are EUR values). An
 alert already raised the same day for the same ticker in the same direction is not
-raised again. The file is rewritten whole with :func:`engine.state.atomic_write_bytes`
-(old bytes + new lines, fsynced, renamed over): a crash leaves the old file or the new
-one. A line that is not an alert is a :class:`StateCorrupt` error; the file is then left
+raised again. The file is read and rewritten whole under the state folder's exclusive
+lock (:func:`engine.state.state_lock`: two monitors never lose each other's alerts) with
+:func:`engine.state.atomic_write_bytes` (old bytes + new lines, fsynced, renamed over):
+a crash leaves the old file or the new one. A line that is not an alert is a :class:`StateCorrupt` error; the file is then left
 as it is.
 """
 
@@ -56,7 +57,7 @@ from engine.config import Config
 from engine.data import calendars
 from engine.errors import ConfigError, DataUnavailable, StateCorrupt
 from engine.portfolio.ledger import Portfolio
-from engine.state import StateStore, atomic_write_bytes
+from engine.state import StateStore, atomic_write_bytes, state_lock
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,12 @@ def monitor(state: Path, config: Config, source: Any, now: pd.Timestamp | None =
         return MonitorResult(f"outside market hours ({stamp}; next open: {_next_open(codes, now)}): nothing checked")
 
     state = Path(state)
+    with state_lock(state, create=False):  # alerts.jsonl is read, extended and rewritten by one run at a time
+        return _check(state, config, source, now, stamp, open_now)
+
+
+def _check(state: Path, config: Config, source: Any, now: pd.Timestamp, stamp: str, open_now: set[str]
+           ) -> MonitorResult:
     store = StateStore(state)
     p = store.load()
     if p is None or p.as_of is None:

@@ -6,66 +6,144 @@
     state/equity.parquet              one row per session
     state/trades.parquet              every fill, dividend and split
     state/decisions/YYYY/MM-DD.json   what the policy saw and answered, and what came of it
+    state/arms/<arm>/...              the same files for each arm of an experiment
 
-Every file is written atomically: to a temporary file in the same folder, flushed to
-disk, then renamed over the old one, so a crash leaves either the old file or the new
-one, never half of one. ``portfolio.json`` is written last and says which session is
-done (``as_of``): after a crash mid-save, the sessions after it are simply run again,
-and since rows are keyed by date, re-running replaces them instead of duplicating them.
+**Atomic files.** Every file is written to a temporary file in the same folder, flushed
+to disk, then renamed over the old one, so a crash leaves either the old file or the new
+one, never half of one.
 
-A state file that cannot be read or fails validation stops the run with
-:class:`StateCorrupt` and is never overwritten.
+**One commit point.** ``portfolio.json`` is written last and names the session that is
+done (``as_of``): it is the manifest of the folder. A save first writes a journal
+(``.saving.json``: the sessions being written), then the decision records, trades and
+equity, then ``portfolio.json``, then removes the journal. Readers use only what
+``as_of`` names: rows and records after it belong to a save that did not finish (the
+journal says so), are invisible to every reader and the site, and are replaced when the
+next run redoes those sessions. Rows after ``as_of`` *without* a journal mean ``as_of`` was
+moved back: the state is corrupt.
+
+**Strict load.** Every field of ``portfolio.json`` is required (older files are migrated
+through ``schema_version``); no NaN or infinity anywhere; equity and trades have exact
+columns and dtypes and unique, ordered dates; and before any computation the files are
+cross-checked: ``as_of`` is the last equity date and not in the future, and cash,
+positions, realised P&L, dividends and costs equal what trades.parquet books, to the
+cent. A violation stops the run with :class:`StateCorrupt` (exit 4), one line naming the
+file and the invariant, and nothing is rewritten.
+
+**One writer.** :func:`state_lock` takes an exclusive ``flock`` on ``STATE/.state.lock``
+from load to the last write (``daily``, ``demo``, ``backtest``, ``monitor``, ``weekly``;
+the site takes it shared for its reads). A second writer stops at once with
+:class:`StateLocked` (exit 9). The lock of a state root covers every arm under it. The
+lock dies with its process (kill -9 included): there is no stale lock to clean. Once
+held, stale ``.tmp`` files of killed runs are removed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import errno
 import json
+import logging
+import math
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
 import pandas as pd
 from pydantic import ValidationError
 
-from engine.errors import StateCorrupt
+from engine.errors import ConfigError, StateCorrupt, StateLocked, StateUnwritable
 from engine.portfolio.ledger import SCHEMA_VERSION, Fill, Portfolio
 from engine.step import StepResult
 
+if TYPE_CHECKING:
+    from engine.config import Config
+
+log = logging.getLogger(__name__)
+
 TRADE_COLUMNS = list(Fill.model_fields)
+LOCK_FILE = ".state.lock"
+JOURNAL_FILE = ".saving.json"
+
+# What each Parquet column holds. "date" is a tz-naive datetime64; "str" any string dtype.
+_F, _I, _S, _D = "float64", "int64", "str", "date"
+EQUITY_SCHEMA: dict[str, str] = {
+    "date": _D, "nav_eur": _F, "cash_eur": _F, "invested_eur": _F, "gross_exposure": _F, "drawdown": _F,
+    "cvar_95": _F, "realised_pnl_eur": _F, "unrealised_pnl_eur": _F, "dividends_eur": _F, "costs_eur": _F,
+    "n_positions": _I, "llm_tokens": _I, "llm_cost_usd": _F,
+}
+EQUITY_OPTIONAL_NAN = frozenset({"cvar_95"})  # too little history for a CVaR yet: NaN, never infinite
+BENCHMARK_COLUMN = ("benchmark_", "_eur")  # benchmark_<key>_eur, float64, one per benchmark
+_FILL_TYPES = {"date": _D, "ticker": _S, "side": _S, "currency": _S, "order_id": _S, "note": _S}
+TRADES_SCHEMA: dict[str, str] = {c: _FILL_TYPES.get(c, _F) for c in TRADE_COLUMNS}
+
+# schema_version n -> a function turning a version-n portfolio.json into version n+1.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+# --- atomic files ----------------------------------------------------------------------
+
+
+def _unwritable(path: Path, exc: OSError) -> StateUnwritable:
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason += " (disk full)"
+    elif exc.errno == errno.EFBIG:
+        reason += " (file too large for this filesystem)"
+    elif exc.errno == errno.EROFS:
+        reason += " (read-only filesystem)"
+    return StateUnwritable(f"cannot write {path}: {reason}")
 
 
 def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             if durable:
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        _discard(tmp)
+        raise _unwritable(path, exc) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        _discard(tmp)
         raise
 
 
 def atomic_write_parquet(path: Path, frame: pd.DataFrame) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
         frame.to_parquet(tmp, index=False)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        _discard(tmp)
+        raise _unwritable(path, exc) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        _discard(tmp)
         raise
 
+
+def _discard(tmp: str | None) -> None:
+    if tmp is not None:
+        with contextlib.suppress(OSError):
+            Path(tmp).unlink(missing_ok=True)
+
+
+# --- JSON for diffs --------------------------------------------------------------------
 
 _ORJSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
@@ -75,6 +153,8 @@ def _default(x: Any) -> Any:
         return x.date().isoformat()
     if hasattr(x, "item"):  # numpy scalars
         return x.item()
+    if isinstance(x, (set, frozenset)):  # a set's order is the hash seed's: sort it
+        return sorted(x)
     raise TypeError(f"cannot write a {type(x).__name__} to JSON")
 
 
@@ -113,13 +193,293 @@ def _dump(x: Any) -> bytes:
     return orjson.dumps(x, default=_default, option=_ORJSON)
 
 
+# --- one writer ------------------------------------------------------------------------
+
+_HELD: dict[Path, tuple[int, bool]] = {}  # resolved root -> (fd, exclusive), for nested use in one process
+
+
+def check_folder(root: Path) -> None:
+    """The state folder, if it exists, is a writable directory (checked before any download
+    or LLM call, so a bad --state never costs a request)."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise StateUnwritable(f"the state folder {root} is not a directory")
+    for parent in (root, *root.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise StateUnwritable(f"the state folder {root} cannot be created: {parent} is a file")
+            break
+
+
+@contextlib.contextmanager
+def state_lock(root: Path, *, shared: bool = False, create: bool = True) -> Iterator[None]:
+    """Hold the state folder's lock for the block: exclusive for a writer, shared for a
+    reader. A missing folder is created for a writer (``create``); otherwise there is
+    nothing to lock. Nested use in one process is free."""
+    import fcntl
+
+    root = Path(root)
+    check_folder(root)
+    key = root.resolve()
+    if key in _HELD and (_HELD[key][1] or shared):
+        yield
+        return
+    if (shared or not create) and not root.exists():
+        yield  # nothing to read, nothing anyone else can be writing
+        return
+    created = not root.exists()
+    try:
+        if not shared:
+            root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        if shared and exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+            yield  # a read-only state: nobody can be writing it
+            return
+        raise _unwritable(root / LOCK_FILE, exc) from None
+    try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StateLocked(f"{root} is in use by another run (it holds {root / LOCK_FILE}): "
+                              "one writer at a time; run again when it has finished") from None
+        _HELD[key] = (fd, not shared)
+        try:
+            if not shared:
+                _probe_writable(root)
+                remove_stale_temporaries(root)
+            yield
+        finally:
+            del _HELD[key]
+            if created:
+                _remove_if_unused(root)
+    finally:
+        os.close(fd)  # closing the last descriptor releases the lock
+
+
+def _remove_if_unused(root: Path) -> None:
+    """A folder made for a run that then wrote nothing (it failed first) is removed again."""
+    with contextlib.suppress(OSError):
+        if [p.name for p in root.iterdir()] == [LOCK_FILE]:
+            (root / LOCK_FILE).unlink()
+            root.rmdir()
+
+
+def holds_lock(root: Path) -> bool:
+    """Whether this process holds the exclusive lock of `root` or of a folder above it."""
+    root = Path(root).resolve()
+    return any(excl and (root == k or k in root.parents) for k, (_, excl) in _HELD.items())
+
+
+def _probe_writable(root: Path) -> None:
+    try:
+        fd, tmp = tempfile.mkstemp(dir=root, prefix=".probe.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise _unwritable(root, exc) from None
+
+
+def remove_stale_temporaries(root: Path) -> list[Path]:
+    """Delete the ``.NAME.*.tmp`` files a killed writer left, and the journal of a save
+    that was committed but killed before removing it (only under the exclusive lock: no
+    live writer can own them)."""
+    gone = []
+    for tmp in sorted(Path(root).rglob(".*.tmp")):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            gone.append(tmp)
+    for journal in sorted(Path(root).rglob(JOURNAL_FILE)):
+        if _journal_done(journal):
+            with contextlib.suppress(OSError):
+                journal.unlink()
+                gone.append(journal)
+    if gone:
+        log.info("state: removed %d file(s) left by an interrupted run", len(gone))
+    return gone
+
+
+def _journal_done(journal: Path) -> bool:
+    """Whether the save a journal announced was committed (killed before removing it)."""
+    try:
+        last = json.loads(journal.read_text(encoding="utf-8"))["last"]
+        as_of = json.loads((journal.parent / "portfolio.json").read_text(encoding="utf-8"))["as_of"]
+        return isinstance(as_of, str) and isinstance(last, str) and as_of >= last
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # the load says what is wrong
+
+
+# --- strict reading --------------------------------------------------------------------
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number")
+
+
+def _finite_float(text: str) -> float:
+    x = float(text)
+    if not math.isfinite(x):
+        raise ValueError(f"{text} is not a finite number")
+    return x
+
+
+def _missing_keys(raw: Any, full: Any, where: str = "") -> str | None:
+    """The first key the validated model has (with its default) that the file lacks."""
+    if isinstance(full, dict) and isinstance(raw, dict):
+        for k, v in full.items():
+            here = f"{where}.{k}" if where else str(k)
+            if k not in raw:
+                return here
+            if (found := _missing_keys(raw[k], v, here)) is not None:
+                return found
+    elif isinstance(full, list) and isinstance(raw, list):
+        for i, (r, f) in enumerate(zip(raw, full, strict=False)):
+            if (found := _missing_keys(r, f, f"{where}[{i}]")) is not None:
+                return found
+    return None
+
+
+def parse_portfolio(path: Path, data: bytes) -> Portfolio:
+    """``portfolio.json`` strictly: JSON without NaN or infinity, migrated to this
+    engine's schema_version, every field present, every value valid."""
+    try:
+        raw = json.loads(data.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite_float)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise StateCorrupt(f"cannot read {path}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise StateCorrupt(f"{path} does not hold a JSON object")
+    version = raw.get("schema_version")
+    while isinstance(version, int) and not isinstance(version, bool) and version in MIGRATIONS:
+        raw = MIGRATIONS[version](raw)
+        version = raw.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise StateCorrupt(f"{path} has schema_version {version!r}; this engine reads version {SCHEMA_VERSION}")
+    try:
+        p = Portfolio.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise StateCorrupt(f"{path} is invalid at {where}: {first['msg']}") from None
+    missing = _missing_keys(raw, p.model_dump(mode="json"))
+    if missing is not None:
+        raise StateCorrupt(f"{path} has no {missing}: every field is required (no silent default)")
+    return p
+
+
+def _check_frame(path: Path, df: pd.DataFrame, schema: Mapping[str, str], extra: Callable[[str], str | None],
+                 nan_ok: frozenset[str] = frozenset()) -> pd.DataFrame:
+    """Exact columns and dtypes, finite numbers; returns the frame with ns dates."""
+    missing = [c for c in schema if c not in df.columns]
+    if missing:
+        raise StateCorrupt(f"{path} has no column {', '.join(missing)}")
+    for col in df.columns:
+        kind = schema.get(col) or extra(col)
+        if kind is None:
+            raise StateCorrupt(f"{path} has an unknown column {col!r}")
+        s = df[col]
+        if len(df) == 0:
+            continue  # no value to misread: an empty file's dtypes are whatever wrote it
+        if kind == _D:
+            if not pd.api.types.is_datetime64_dtype(s) or getattr(s.dt, "tz", None) is not None:
+                raise StateCorrupt(f"{path} column {col} holds {s.dtype}, not tz-naive dates")
+            if s.isna().any():
+                raise StateCorrupt(f"{path} column {col} has a missing date")
+        elif kind == _S:
+            if not (pd.api.types.is_string_dtype(s) and s.map(type).eq(str).all()):
+                raise StateCorrupt(f"{path} column {col} holds {s.dtype}, not text")
+        elif str(s.dtype) != kind and not (kind == _F and str(s.dtype) == _I):  # a whole number is a float
+            raise StateCorrupt(f"{path} column {col} holds {s.dtype}, not {kind}")
+        elif kind == _F:
+            values = s.to_numpy(dtype="float64")
+            bad = np.isinf(values) | (np.isnan(values) if col not in nan_ok else False)
+            if bad.any():
+                day = df["date"].iloc[int(bad.argmax())] if "date" in df else "?"
+                raise StateCorrupt(f"{path} column {col} is not a finite number at {pd.Timestamp(day).date()}")
+    return _typed(df, schema, extra)
+
+
+def _typed(df: pd.DataFrame, schema: Mapping[str, str], extra: Callable[[str], str | None]) -> pd.DataFrame:
+    """`df` with the dtypes of its schema (an empty frame gets them too)."""
+    types = {c: (schema.get(c) or extra(c) or "object") for c in df.columns}
+    out = {}
+    for c, kind in types.items():
+        if kind == _D:
+            out[c] = pd.to_datetime(df[c]).astype("datetime64[ns]")
+        elif kind == _S:
+            out[c] = df[c].astype(str) if len(df) else df[c].astype(object)
+        else:
+            out[c] = df[c].astype(kind)
+    return pd.DataFrame(out, columns=list(df.columns), index=df.index)
+
+
+def _equity_extra(col: str) -> str | None:
+    head, tail = BENCHMARK_COLUMN
+    return _F if col.startswith(head) and col.endswith(tail) and len(col) > len(head) + len(tail) else None
+
+
+def _no_extra(col: str) -> None:
+    return None
+
+
+def _cents_differ(a: float, b: float) -> bool:
+    return abs(round(a - b, 2)) >= 0.01
+
+
+def reconcile(p: Portfolio, trades: pd.DataFrame, equity: pd.DataFrame, where: Path) -> None:
+    """Cross-check portfolio.json with the committed trades and equity (raises StateCorrupt).
+
+    Cash is the starting capital plus every booked cash flow; each position's quantity is
+    the replay of its buys, sells and splits; realised P&L, dividends and costs are the sums
+    of their columns; the last equity row has the portfolio's cash. All to the cent."""
+    pj = where / "portfolio.json"
+    flows = trades["cash_flow_eur"].to_numpy(dtype="float64")
+    expected_cash = round(p.starting_capital_eur, 2) + float(flows.sum())
+    if _cents_differ(p.cash_eur, expected_cash):
+        raise StateCorrupt(f"{pj}: cash_eur {p.cash_eur:,.2f} != starting capital + the cash flows of "
+                           f"trades.parquet ({expected_cash:,.2f} EUR)")
+    qty: dict[str, float] = {}
+    for t, side, q, price in zip(trades["ticker"], trades["side"], trades["qty"], trades["price_local"], strict=True):
+        if side == "buy":
+            qty[t] = round(qty.get(t, 0.0) + q, 6)
+        elif side == "sell":
+            qty[t] = round(qty.get(t, 0.0) - q, 6)
+        elif side == "split" and t in qty:
+            qty[t] = round(qty[t] * price, 6)  # a split carries its ratio in price_local
+    booked = {t: q for t, q in sorted(qty.items()) if q > 1e-9}
+    held = {t: pos.qty for t, pos in sorted(p.positions.items())}
+    for t in sorted(set(booked) | set(held)):
+        if abs(booked.get(t, 0.0) - held.get(t, 0.0)) > 1e-6:
+            raise StateCorrupt(f"{pj}: positions.{t} holds {held.get(t, 0.0):g}, trades.parquet books "
+                               f"{booked.get(t, 0.0):g}")
+    sums = {
+        "realised_pnl_eur": (p.realised_pnl_eur, trades["realised_pnl_eur"].sum()),
+        "dividends_eur": (p.dividends_eur, trades.loc[trades["side"] == "dividend", "cash_flow_eur"].sum()),
+        **{f"costs.{c}": (getattr(p.costs, c), trades[c].sum())
+           for c in ("slippage_eur", "commission_eur", "tax_eur", "fx_fee_eur")},
+    }
+    for name, (value, total) in sums.items():
+        if _cents_differ(value, float(total)):
+            raise StateCorrupt(f"{pj}: {name} {value:,.2f} != the sum in trades.parquet ({float(total):,.2f} EUR)")
+    if len(equity) and _cents_differ(p.cash_eur, float(equity["cash_eur"].iloc[-1])):
+        raise StateCorrupt(f"{pj}: cash_eur {p.cash_eur:,.2f} != cash_eur of the last row of equity.parquet "
+                           f"({float(equity['cash_eur'].iloc[-1]):,.2f})")
+
+
+# --- the store -------------------------------------------------------------------------
+
+
 class StateStore:
     """The state folder. ``durable`` flushes every file to disk before renaming it (live
-    runs); a backtest may skip it for the decision files, which a resumed run rewrites."""
+    runs); a backtest may skip it for the decision files, which a resumed run rewrites.
 
-    def __init__(self, root: Path, durable: bool = True):
+    :meth:`load` reads and cross-checks the whole folder once; :meth:`equity` and
+    :meth:`trades` then give the committed rows (sessions up to ``as_of``) only."""
+
+    def __init__(self, root: Path, durable: bool = True, today: Callable[[], dt.date] | None = None):
         self.root = Path(root)
         self.durable = durable
+        self._today = today or (lambda: dt.datetime.now(dt.UTC).date())
+        self._loaded: tuple[Portfolio | None, pd.DataFrame, pd.DataFrame] | None = None
 
     @property
     def portfolio_path(self) -> Path:
@@ -133,30 +493,42 @@ class StateStore:
     def trades_path(self) -> Path:
         return self.root / "trades.parquet"
 
+    @property
+    def journal_path(self) -> Path:
+        return self.root / JOURNAL_FILE
+
     def decision_path(self, d: pd.Timestamp) -> Path:
         return self.root / "decisions" / f"{d.year:04d}" / f"{d.month:02d}-{d.day:02d}.json"
 
+    # -- reading --
+
     def load(self) -> Portfolio | None:
-        """The saved portfolio, or None for a state folder with nothing in it yet."""
-        path = self.portfolio_path
-        if not path.exists():
-            others = [p.name for p in (self.equity_path, self.trades_path) if p.exists()]
-            if others:
-                raise StateCorrupt(f"{path} is missing but {', '.join(others)} exist: refusing to start over")
-            return None
+        """The saved portfolio, or None for a state folder with nothing in it yet; every
+        file is validated and cross-checked first (StateCorrupt, exit 4)."""
+        self._loaded = self._load_all()
+        return self._loaded[0]
+
+    def equity(self) -> pd.DataFrame:
+        """The committed equity rows (one per session up to as_of), dates as datetime64[ns]."""
+        if self._loaded is None:
+            self.load()
+        return self._loaded[1].copy()
+
+    def trades(self) -> pd.DataFrame:
+        """The committed trades (booked up to as_of), in booking order."""
+        if self._loaded is None:
+            self.load()
+        return self._loaded[2].copy()
+
+    def decision(self, d: pd.Timestamp) -> dict[str, Any]:
+        path = self.decision_path(d)
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            rec = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError) as exc:  # invalid UTF-8 is a JSONDecodeError too
             raise StateCorrupt(f"cannot read {path}: {exc}") from None
-        version = raw.get("schema_version") if isinstance(raw, dict) else None
-        if version != SCHEMA_VERSION:
-            raise StateCorrupt(f"{path} has schema_version {version!r}; this engine reads version {SCHEMA_VERSION}")
-        try:
-            return Portfolio.model_validate(raw)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(x) for x in first["loc"])
-            raise StateCorrupt(f"{path} is invalid at {where}: {first['msg']}") from None
+        if not isinstance(rec, dict):
+            raise StateCorrupt(f"{path} does not hold a decision record")
+        return rec
 
     def _read_parquet(self, path: Path) -> pd.DataFrame | None:
         if not path.exists():
@@ -164,48 +536,133 @@ class StateStore:
         try:
             return pd.read_parquet(path)
         except Exception as exc:  # pyarrow raises several types for a damaged file
-            raise StateCorrupt(f"cannot read {path}: {exc}") from None
+            raise StateCorrupt(f"cannot read {path}: {' '.join(str(exc).split())[:200]}") from None
 
-    def equity(self) -> pd.DataFrame:
-        df = self._read_parquet(self.equity_path)
-        return df if df is not None else pd.DataFrame(columns=["date", "nav_eur", "cash_eur", "invested_eur"])
-
-    def trades(self) -> pd.DataFrame:
-        df = self._read_parquet(self.trades_path)
-        return df if df is not None else pd.DataFrame(columns=TRADE_COLUMNS)
-
-    def decision(self, d: pd.Timestamp) -> dict[str, Any]:
-        path = self.decision_path(d)
+    def _journal(self) -> tuple[dt.date, dt.date] | None:
+        """The sessions of a save that did not finish, if one did not."""
+        if not self.journal_path.exists():
+            return None
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise StateCorrupt(f"cannot read {path}: {exc}") from None
+            raw = json.loads(self.journal_path.read_text(encoding="utf-8"))
+            return dt.date.fromisoformat(raw["first"]), dt.date.fromisoformat(raw["last"])
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+            raise StateCorrupt(f"cannot read {self.journal_path}: {exc}") from None
+
+    def _load_all(self) -> tuple[Portfolio | None, pd.DataFrame, pd.DataFrame]:
+        check_folder(self.root)
+        equity = self._read_parquet(self.equity_path)
+        trades = self._read_parquet(self.trades_path)
+        if not self.portfolio_path.exists():
+            others = [p.name for p, df in ((self.equity_path, equity), (self.trades_path, trades)) if df is not None]
+            if others:
+                raise StateCorrupt(f"{self.portfolio_path} is missing but {', '.join(others)} exist: "
+                                   "refusing to start over")
+            return None, _empty(EQUITY_SCHEMA), _empty(TRADES_SCHEMA)
+        try:
+            data = self.portfolio_path.read_bytes()
+        except OSError as exc:
+            raise StateCorrupt(f"cannot read {self.portfolio_path}: {exc.strerror or exc}") from None
+        p = parse_portfolio(self.portfolio_path, data)
+        if p.as_of is not None:
+            for path, df in ((self.equity_path, equity), (self.trades_path, trades)):
+                if df is None:
+                    raise StateCorrupt(f"{path} is missing but {self.portfolio_path} is as of {p.as_of}")
+        equity = _check_frame(self.equity_path, equity if equity is not None else _empty(EQUITY_SCHEMA),
+                              EQUITY_SCHEMA, _equity_extra, EQUITY_OPTIONAL_NAN)
+        trades = _check_frame(self.trades_path, trades if trades is not None else _empty(TRADES_SCHEMA),
+                              TRADES_SCHEMA, _no_extra)
+        equity, trades = self._committed(p, equity, trades)
+        reconcile(p, trades, equity, self.root)
+        return p, equity, trades
+
+    def _committed(self, p: Portfolio, equity: pd.DataFrame, trades: pd.DataFrame
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The rows up to as_of, once the dates and as_of have been checked."""
+        eq, tr, pj = self.equity_path, self.trades_path, self.portfolio_path
+        days = equity["date"]
+        if days.duplicated().any():
+            raise StateCorrupt(f"{eq} has the session {days[days.duplicated()].iloc[0].date()} twice")
+        if not days.is_monotonic_increasing:
+            raise StateCorrupt(f"{eq} is not in date order")
+        if not trades["date"].is_monotonic_increasing:
+            raise StateCorrupt(f"{tr} is not in booking (date) order")
+        as_of = pd.Timestamp(p.as_of) if p.as_of is not None else pd.Timestamp.min
+        ahead = [d for d in (days.max(), trades["date"].max()) if pd.notna(d) and d > as_of]
+        if ahead:
+            journal = self._journal()
+            last = max(ahead).date()
+            if journal is None or not (journal[0] <= last <= journal[1]):
+                raise StateCorrupt(f"{pj}: as_of {p.as_of} is before sessions in {eq.name} or {tr.name} "
+                                   f"(up to {last}) and no save was under way")
+            log.info("state: ignoring the sessions after %s of a save that did not finish", p.as_of)
+            equity, trades = equity.loc[days <= as_of], trades.loc[trades["date"] <= as_of]
+        equity, trades = equity.reset_index(drop=True), trades.reset_index(drop=True)
+        if p.as_of is None:
+            if len(equity) or len(trades):
+                raise StateCorrupt(f"{pj} has no as_of but {eq.name} or {tr.name} hold sessions")
+            return equity, trades
+        if not len(equity) or equity["date"].iloc[-1].date() != p.as_of:
+            last = equity["date"].iloc[-1].date() if len(equity) else "no session"
+            raise StateCorrupt(f"{pj}: as_of {p.as_of} is not the last session of {eq.name} ({last})")
+        if p.as_of > self._today() and not p.source.startswith("demo"):  # a synthetic market may run ahead
+            raise StateCorrupt(f"{pj}: as_of {p.as_of} is in the future (today is {self._today()})")
+        if p.inception is None or p.inception != equity["date"].iloc[0].date():
+            raise StateCorrupt(f"{pj}: inception {p.inception} is not the first session of {eq.name} "
+                               f"({equity['date'].iloc[0].date()})")
+        return equity, trades
+
+    # -- writing --
 
     def save(self, portfolio: Portfolio, results: Sequence[StepResult]) -> None:
-        """Append the results of some sessions and write the portfolio that follows them."""
+        """Append the results of some sessions and write the portfolio that follows them:
+        the journal first, portfolio.json (the commit point) last."""
+        try:
+            self._save(portfolio, results)
+        finally:
+            self._loaded = None
+
+    def _save(self, portfolio: Portfolio, results: Sequence[StepResult]) -> None:
         old_equity = self._read_parquet(self.equity_path)
         old_trades = self._read_parquet(self.trades_path)
         if results:
-            dates = {r.date for r in results}
+            dates = sorted({r.date for r in results})
+            span = {"first": dates[0].date().isoformat(), "last": dates[-1].date().isoformat()}
+            atomic_write_bytes(self.journal_path, dumps(span), durable=self.durable)
             for r in results:
                 atomic_write_bytes(self.decision_path(r.date), dumps(r.record), durable=self.durable)
 
             fills = [f.model_dump() for r in results for f in r.fills]
             new_trades = pd.DataFrame(fills, columns=TRADE_COLUMNS)
-            new_trades["date"] = pd.to_datetime(new_trades["date"]).astype("datetime64[ns]")
             if old_trades is not None and len(old_trades):
                 keep = old_trades[~pd.to_datetime(old_trades["date"]).isin(dates)]
                 new_trades = pd.concat([keep, new_trades], ignore_index=True) if len(new_trades) else keep
-            atomic_write_parquet(self.trades_path, new_trades.reset_index(drop=True))
+            atomic_write_parquet(self.trades_path, _typed(new_trades.reset_index(drop=True), TRADES_SCHEMA, _no_extra))
 
             new_equity = pd.DataFrame([r.equity for r in results])
             new_equity["date"] = pd.to_datetime(new_equity["date"]).astype("datetime64[ns]")
             if old_equity is not None and len(old_equity):
                 keep = old_equity[~pd.to_datetime(old_equity["date"]).isin(dates)]
                 new_equity = pd.concat([keep, new_equity], ignore_index=True)
-            new_equity = new_equity.sort_values("date").reset_index(drop=True)
+            new_equity = _typed(new_equity.sort_values("date").reset_index(drop=True), EQUITY_SCHEMA, _equity_extra)
             atomic_write_parquet(self.equity_path, new_equity)
         atomic_write_bytes(self.portfolio_path, dumps(portfolio.model_dump(mode="json")))
+        try:
+            self.journal_path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise _unwritable(self.journal_path, exc) from None
+
+
+def _empty(schema: Mapping[str, str]) -> pd.DataFrame:
+    return _typed(pd.DataFrame(columns=list(schema)), schema, _no_extra)
+
+
+def check_config(p: Portfolio, config: Config, where: Path) -> None:
+    """Every ticker the state holds or has an order for is in the configuration's universe:
+    a configuration error (exit 2), not missing market data."""
+    unknown = sorted((set(p.positions) | {o.ticker for o in p.pending_orders}) - set(config.instruments))
+    if unknown:
+        raise ConfigError(f"{', '.join(unknown)} in {where / 'portfolio.json'} not in the configuration's "
+                          "universe: restore it there (a position is never dropped silently)")
 
 
 class BackgroundSaver:
@@ -214,7 +671,9 @@ class BackgroundSaver:
     ``save`` hands the work to a forked process and returns at once; saves are done in
     the order given, each exactly like :meth:`StateStore.save` (portfolio.json last).
     ``close`` waits for all of them and re-raises the first failure. The process ignores
-    Ctrl-C so that an interrupted run still completes the saves it was given.
+    Ctrl-C so that an interrupted run still completes the saves it was given, and ends
+    by itself when its parent dies (kill -9 included): it never outlives the run, nor
+    holds the state's lock for a dead one.
     """
 
     def __init__(self, store: StateStore):
@@ -224,9 +683,14 @@ class BackgroundSaver:
         self.store = store
         self._jobs = ctx.Queue()
         self._errors = ctx.Queue()
-        self._proc = ctx.Process(target=_saver_loop, args=(store.root, store.durable, self._jobs, self._errors),
+        self._proc = ctx.Process(target=_saver_loop,
+                                 args=(store.root, store.durable, self._jobs, self._errors, os.getpid()),
                                  daemon=True)
         self._proc.start()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid
 
     def save(self, portfolio: Portfolio, results: Sequence[StepResult]) -> None:
         self._jobs.put((portfolio, list(results)))
@@ -236,18 +700,30 @@ class BackgroundSaver:
         self._proc.join()
         if not self._errors.empty():
             kind, message = self._errors.get()
-            raise (StateCorrupt(message) if kind == "StateCorrupt" else OSError(message))
+            raise _ERRORS.get(kind, OSError)(message)
         if self._proc.exitcode not in (0, None):
-            raise OSError(f"the state writer died (exit code {self._proc.exitcode})")
+            raise StateUnwritable(f"the state writer died (exit code {self._proc.exitcode})")
 
 
-def _saver_loop(root: Path, durable: bool, jobs: Any, errors: Any) -> None:
+_ERRORS: dict[str, type[Exception]] = {"StateCorrupt": StateCorrupt, "StateUnwritable": StateUnwritable}
+
+
+def _saver_loop(root: Path, durable: bool, jobs: Any, errors: Any, parent: int) -> None:
+    import queue
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     store = StateStore(root, durable=durable)
     failed = False
-    while (job := jobs.get()) is not None:
+    while True:
+        try:
+            job = jobs.get(timeout=0.2)
+        except queue.Empty:
+            if os.getppid() != parent:
+                os._exit(1)  # the run is gone: so is its writer
+            continue
+        if job is None:
+            return
         if failed:
             continue  # never write past a failed save: the state stays at the last good one
         try:

@@ -368,7 +368,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
     book = Book(
         nav_eur=nav,
         cash_eur=p.cash_eur - pending_cost + pending_proceeds,
-        qty={t: brief.held_qty(t) for t in set(p.positions) | {o.ticker for o in p.pending_orders}},
+        qty={t: brief.held_qty(t) for t in sorted(set(p.positions) | {o.ticker for o in p.pending_orders})},
         prices_eur=prices_eur,
         buy_cost_factor=buy_factor,
         sell_net_factor=ctx.sell_net_factor,

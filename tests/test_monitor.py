@@ -28,8 +28,7 @@ from engine.monitor import (
     open_exchanges,
     read_alerts,
 )
-from engine.portfolio.ledger import Order, Portfolio, Position
-from engine.state import StateStore, atomic_write_parquet
+from tests.state_builder import write_state
 from tests import yf_frames
 
 CONFIG = load_config()
@@ -128,20 +127,9 @@ def make_state(root, positions: Mapping[str, tuple[float, float]], *, cash: floa
                source: str = "yahoo", pending: tuple[str, ...] = (), as_of: dt.date = AS_OF):
     """A state holding `positions` (ticker -> (qty, previous close in EUR)), with `cash`, whose
     last NAV is `nav` (default: the positions at the previous close plus cash)."""
-    p = Portfolio(
-        source=source, as_of=as_of, inception=as_of - dt.timedelta(days=30), starting_capital_eur=10_000.0,
-        cash_eur=cash,
-        positions={t: Position(ticker=t, qty=q, cost_eur=q * px) for t, (q, px) in positions.items()},
-        pending_orders=tuple(Order(id=f"o-{t}", ticker=t, side="buy", qty=1, decided_on=as_of) for t in pending),
-    )
-    store = StateStore(root)
-    store.save(p, [])
     if nav is None:
         nav = cash + sum(q * px for q, px in positions.values())
-    atomic_write_parquet(store.equity_path, pd.DataFrame({
-        "date": pd.to_datetime([as_of - dt.timedelta(days=1), as_of]).astype("datetime64[ns]"),
-        "nav_eur": [nav - 5.0, nav], "cash_eur": [cash, cash], "invested_eur": [nav - cash - 5.0, nav - cash],
-    }))
+    write_state(root, positions, cash=cash, as_of=as_of, nav=nav, source=source, pending=pending)
     return root
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from engine.errors import StateCorrupt
+from engine.errors import StateCorrupt, StateUnwritable
 from engine.indicators import compute_indicators
 from engine.policies import RulesPolicy
 from engine.portfolio.ledger import Portfolio
@@ -78,7 +78,7 @@ def test_a_crash_mid_save_leaves_the_last_good_state_and_a_rerun_completes_it(tm
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", crash_on_the_trades_file)
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(StateUnwritable, match="simulated"):
         store.save(p2, r2)
     monkeypatch.setattr(os, "replace", real_replace)
 
@@ -108,7 +108,7 @@ def test_a_crash_while_writing_a_file_keeps_the_old_file_whole(tmp_path, year, m
         raise OSError("power cut (simulated)")
 
     monkeypatch.setattr(os, "fsync", fail_fsync)
-    with pytest.raises(OSError, match="power cut"):
+    with pytest.raises(StateUnwritable, match="power cut"):
         store.save(p2, [])
     assert store.portfolio_path.read_bytes() == old
     assert not list(store.root.glob(".*.tmp"))

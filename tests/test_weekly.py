@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import shutil
 
@@ -186,11 +188,23 @@ def test_sparkline():
     assert sparkline([10, 0]) == "\u2588\u2581"
 
 
-def test_a_week_in_progress_says_so_and_ignores_rows_after_as_of(state):
-    # As after a save interrupted between equity.parquet and portfolio.json: the rows after
-    # as_of are not done yet (the next run redoes them).
-    path = state / "portfolio.json"
-    path.write_text(path.read_text().replace('"as_of": "2024-06-28"', '"as_of": "2024-06-26"'))
+def test_a_week_in_progress_says_so_and_ignores_rows_after_as_of(tmp_path, monkeypatch):
+    # A save interrupted between equity.parquet and portfolio.json: the rows after as_of
+    # are not done yet (the next run redoes them).
+    out = tmp_path / "out"
+    assert main(["demo", "--out", str(out), "--sessions", "28", "--end", "2024-06-26", "--no-site"]) == 0
+    real_replace = os.replace
+
+    def power_cut_at_the_commit(src, dst):
+        if str(dst).endswith("portfolio.json"):
+            raise OSError(errno.EIO, "power cut (simulated)")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", power_cut_at_the_commit)
+    assert main(["demo", "--out", str(out), "--sessions", "30", "--end", "2024-06-28", "--no-site"]) == 8
+    monkeypatch.setattr(os, "replace", real_replace)
+    state = out / "state"
+    assert json.loads((state / "portfolio.json").read_text())["as_of"] == "2024-06-26"
     r = build_report(state, CONFIG, None)
     assert r.week == "2024-W26" and r.sessions[-1].isoformat() == "2024-06-26"
     equity = pd.read_parquet(state / "equity.parquet").set_index("date")

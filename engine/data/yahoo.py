@@ -344,7 +344,10 @@ def _has_rows(frame: object) -> bool:
 
 
 def _naive_dates(index: pd.Index) -> pd.DatetimeIndex:
-    idx = pd.DatetimeIndex(index)
+    try:
+        idx = pd.DatetimeIndex(index)
+    except (TypeError, ValueError) as exc:  # mixed time zones, or not dates at all
+        raise DataUnavailable(f"Yahoo returned an index that is not one series of dates ({_one_line(exc)})") from None
     if idx.tz is not None:
         idx = idx.tz_localize(None)  # keep the exchange's local date
     return pd.DatetimeIndex(idx.normalize(), name=None).as_unit("ns")

@@ -30,7 +30,8 @@ SCHEMA_VERSION = 1
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # No unknown keys, no NaN or infinity: a state file holding one is corrupt, not a value.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Position(_Model):

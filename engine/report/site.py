@@ -16,6 +16,11 @@ The state folder is the single source of truth. The build
 4. runs the MkDocs build in strict mode: any warning (a broken link, a missing image,
    an unknown anchor) fails the build with :class:`SiteError`.
 
+It reads the state under its shared lock (no writer can change it meanwhile) and shows
+only what ``portfolio.json`` names: sessions up to its ``as_of``, never the records of a
+save that did not finish. MkDocs builds into a sibling folder (``.OUT.building``) that
+is swapped in when complete, so a killed build leaves the previous site whole.
+
 Nothing generated is written inside the repository: the temporary docs folder is
 removed afterwards and `out` is wherever the caller says (``/out/``, ``/_site/`` and
 ``/public/`` are git-ignored). Every date on the site comes from the state (its
@@ -50,7 +55,7 @@ from engine.config import Config
 from engine.errors import EngineError, StateCorrupt
 from engine.report import pages
 from engine.report.pages import Backtest, SiteData
-from engine.state import StateStore
+from engine.state import StateStore, state_lock
 
 log = logging.getLogger("engine.site")
 
@@ -82,16 +87,42 @@ def build_site(state: Path, out: Path, *, config: Config, backtest: Path | None 
     """Generate the pages and charts of `state`, build the site into `out` (strict), return `out`."""
     state, out = Path(state), Path(out)
     root = project_root()
-    data = load_site_data(state, config, backtest)
+    building, old = _siblings(out)
+    _recover(out, building, old)
     _check_out(out, state, root)
-    with tempfile.TemporaryDirectory(prefix="almost-surely-site-") as tmp:
+    with state_lock(state, shared=True), tempfile.TemporaryDirectory(prefix="almost-surely-site-") as tmp:
+        data = load_site_data(state, config, backtest)
         work = Path(tmp)
         docs = work / "docs"
         nav = write_docs(data, docs, root / "docs", state)
-        cfg_path = write_mkdocs_config(work, root, docs, out, nav, synthetic=data.synthetic)
+        cfg_path = write_mkdocs_config(work, root, docs, building, nav, synthetic=data.synthetic)
         _run_mkdocs(cfg_path, _epoch(data.as_of))
+    _swap_in(building, out, old)
     log.debug("site: %s built from %s (%d sessions, as of %s)", out, state, len(data.equity), data.as_of)
     return out
+
+
+def _siblings(out: Path) -> tuple[Path, Path]:
+    """Where the new site is built, and where the old one waits while they are swapped."""
+    return out.parent / f".{out.name}.building", out.parent / f".{out.name}.old"
+
+
+def _recover(out: Path, building: Path, old: Path) -> None:
+    """A build killed between the two renames of the swap left the old site aside: put it
+    back; a build killed earlier left a partial one beside it: remove it."""
+    if old.is_dir() and not out.exists():
+        old.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(building, ignore_errors=True)
+
+
+def _swap_in(building: Path, out: Path, old: Path) -> None:
+    """Replace `out` by the finished build: until the build is complete, `out` is the old
+    site, whole (a killed build leaves it as it was)."""
+    if out.exists():
+        out.rename(old)
+    building.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 # --- reading the state ----------------------------------------------------------------
@@ -114,7 +145,7 @@ def load_site_data(state: Path, config: Config, backtest: Path | None = None) ->
         portfolio=portfolio,
         equity=equity,
         trades=store.trades(),
-        records=_records(state / "decisions"),
+        records=[r for r in _records(state / "decisions") if r["date"] <= str(portfolio.as_of)],
         reports=_reports(state / "reports"),
         alerts=_alerts(state / "alerts.jsonl"),
         backtest=_backtest(backtest) if backtest is not None else None,

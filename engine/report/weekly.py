@@ -43,7 +43,7 @@ from engine.data import calendars
 from engine.errors import ConfigError, StateCorrupt
 from engine.portfolio.ledger import Portfolio
 from engine.report.text import untrusted_md
-from engine.state import StateStore, atomic_write_bytes
+from engine.state import StateStore, atomic_write_bytes, state_lock
 
 REPORTS_DIR = "reports"
 SUMMARY_MAX_CHARS = 200
@@ -440,9 +440,10 @@ def report_path(state: Path, week: str) -> Path:
 
 def write_weekly(state: Path, config: Config, week: str | None) -> Path:
     """Write ``state/reports/YYYY-Www.md`` (default: the week of the last session), atomically."""
-    report = build_report(state, config, week)
-    path = report_path(state, report.week)
-    atomic_write_bytes(path, render(report).encode("utf-8"))
+    with state_lock(Path(state), create=False):  # one writer: the report reads what daily writes
+        report = build_report(state, config, week)
+        path = report_path(state, report.week)
+        atomic_write_bytes(path, render(report).encode("utf-8"))
     return path
 
 
