@@ -102,6 +102,13 @@ class DataConfig(_Frozen):
     backoff_seconds: float = Field(ge=0)
 
 
+class ScheduleConfig(_Frozen):
+    """When a run may book a session, and how much of a backlog one run takes on."""
+
+    settle_minutes: float = Field(default=30.0, ge=0, le=24 * 60)
+    max_sessions_per_run: int = Field(default=10, ge=1)
+
+
 class TokenPrice(_Frozen):
     input: float = Field(ge=0)
     output: float = Field(ge=0)
@@ -142,6 +149,7 @@ class Config(_Frozen):
     fx: FXConfig
     assets: tuple[Asset, ...]
     benchmarks: tuple[Benchmark, ...]
+    schedule: ScheduleConfig = ScheduleConfig()
 
     @model_validator(mode="after")
     def _check_universe(self) -> Config:
