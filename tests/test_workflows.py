@@ -333,6 +333,29 @@ def test_the_runner_image_is_pinned(workflows):
                 assert re.fullmatch(r"ubuntu-\d\d\.\d\d", job["runs-on"]), f"{name}:{job_id}: {job['runs-on']}"
 
 
+def test_the_setup_guide_is_a_checklist_that_matches_the_workflows(workflows):
+    text = (ROOT / "docs" / "setup.md").read_text(encoding="utf-8")
+    boxes = re.findall(r"^- \[ \] \*\*(.+?)\*\*(.*?)(?=^- \[ \]|^## )", text, re.M | re.S)
+    titles = [t for t, _ in boxes]
+    for needed in ("Keep the repository public", "Enable Actions", "Enable each scheduled workflow",
+                   "Enable Issues", "Pages from Actions", "The API key", "Deploy the site now", "Find the site"):
+        assert needed in " | ".join(titles), needed
+    body = dict(boxes)
+    scheduled = sorted(n[:-4] for n, d in workflows.items() if "schedule" in d["on"])
+    assert all(f"`{n}`" in body["Enable each scheduled workflow"] for n in scheduled), scheduled
+    env = workflows["daily.yml"]["jobs"]["run"]["environment"]["name"]
+    assert f"named `{env}`" in body["The API key"]
+    used_vars = set(re.findall(r"vars\.(\w+)", "".join(p.read_text() for p in WORKFLOW_FILES)))
+    assert all(f"| `{v}` |" in text for v in used_vars), used_vars
+    assert "OPENAI_API_KEY" in body["The API key"]
+    assert "github.io" in body["Find the site"]
+    # The one command that regenerates the lock is the one that made it.
+    made_by = (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()[1].strip("# ").strip()
+    assert made_by in text
+    pin = next(s["uses"] for _, s in _steps(workflows["daily.yml"]) if s.get("uses", "").startswith("actions/checkout"))
+    assert pin in text  # the example pin is the current one
+
+
 # --- schedules ---------------------------------------------------------------------------
 
 
