@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from engine import __version__
+from engine.clock import LAST_CLOSED, last_closed, require_settled
 from engine.config import Config, load_config
 from engine.data import calendars
 from engine.data.market import MarketData
@@ -42,6 +43,31 @@ def _date(s: str) -> pd.Timestamp:
         raise argparse.ArgumentTypeError(f"{s} is outside the trading calendars "
                                          f"({calendars.CALENDAR_START.date()} .. {calendars.CALENDAR_END.date()})")
     return d
+
+
+def _session_or_last_closed(s: str) -> pd.Timestamp | str:
+    return LAST_CLOSED if s == LAST_CLOSED else _date(s)
+
+
+def _now() -> pd.Timestamp:
+    """The clock of `daily`: ALMOST_SURELY_NOW (ISO 8601 with a zone) when set, for replays and
+    simulations of the schedule; else the system clock."""
+    text = os.environ.get("ALMOST_SURELY_NOW", "").strip()
+    if not text:
+        return pd.Timestamp.now(tz="UTC")
+    try:
+        now = pd.Timestamp(text)
+    except ValueError:
+        raise ConfigError(f"ALMOST_SURELY_NOW: not a time: {text!r}") from None
+    if now.tzinfo is None:
+        raise ConfigError("ALMOST_SURELY_NOW needs a time zone, e.g. 2026-11-24T22:30:00+00:00")
+    return now.tz_convert("UTC")
+
+
+def _build() -> dict[str, str | None]:
+    from engine.ops import build_info
+
+    return build_info()
 
 
 def _positive_int(s: str) -> int:
@@ -101,7 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     daily.add_argument("--state", type=Path, required=True, help="the state folder (e.g. state)")
     daily.add_argument("--source", choices=("yahoo", "demo", "csv"), required=True, help="market data source")
     daily.add_argument("--data", type=Path, help=CSV_DATA_HELP)
-    daily.add_argument("--date", type=_date, help="session date D (default: today, UTC)")
+    daily.add_argument("--date", type=_session_or_last_closed, default=LAST_CLOSED,
+                       help="session date D, YYYY-MM-DD, or last-closed (the default): the last session whose close "
+                       "has settled (schedule.settle_minutes in the config); a date not settled yet is refused")
+    daily.add_argument("--init", action="store_true",
+                       help="start a new portfolio when the state folder is missing or holds none (never implied)")
     daily.add_argument("--seed", type=int, default=42, help="seed of the demo market (with --source demo)")
     common(daily)
 
@@ -415,7 +445,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"almost surely demo: SYNTHETIC market (seed {args.seed}), {len(sessions)} sessions "
           f"{sessions[0].date()} .. {end.date()}, policy {args.policy}, state in {store.root}")
     market = _load_market(_source("demo", args.seed, cfg, None), cfg, sessions[0], end)
-    ctx = StepContext(config=cfg, policy=_policy(args, cfg), source=label, synthetic=True)
+    ctx = StepContext(config=cfg, policy=_policy(args, cfg), source=label, synthetic=True, build=_build())
     p, done = _run_and_save(store, p, sessions, market, ctx, progress=True)
     if not done:
         print(f"Nothing to do: {store.root} is already up to date ({p.as_of}).")
@@ -465,28 +495,33 @@ def _print_summary(store: StateStore, p: Portfolio, cfg: Config, policy: str, sy
 def cmd_daily(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     codes = _calendar_codes(cfg)
-    d = args.date if args.date is not None else calendars.to_session(dt.datetime.now(dt.UTC).date())
+    store = StateStore(args.state)
+    if not args.init and not store.portfolio_path.exists():
+        raise ConfigError(f"{args.state} holds no portfolio (the folder is missing or empty): pass --init to start "
+                          f"a new EUR {cfg.portfolio.starting_capital_eur:,.0f} portfolio there, or point --state at it")
+    now, settle = _now(), pd.Timedelta(minutes=cfg.schedule.settle_minutes)
+    if args.date == LAST_CLOSED:
+        d = last_closed(now, codes, settle)
+    else:
+        d = args.date
+        require_settled(d, now, codes, settle)
     open_on_d = sorted(c for c in codes if calendars.is_session(c, d))
     if not open_on_d:
         print(f"{d.date()} is not a session of {' or '.join(sorted(codes))}: nothing to do.")
         return 0
     label = _source_label(args.source, args.seed)
-    store = StateStore(args.state)
     p = _open_state(store, cfg, label)
     if p.as_of is not None and p.as_of >= d.date():
         print(f"{d.date()} is already done (state as of {p.as_of}): nothing changed.")
         return 0
-    if p.as_of is None:
-        sessions = pd.DatetimeIndex([d])
-    else:
-        sessions = calendars.union_sessions(codes, p.as_of + dt.timedelta(days=1), d)
-        if len(sessions) > 1:
-            log.info("catching up %d sessions missed since %s", len(sessions) - 1, p.as_of)
-    policy = _policy(args, cfg, today=dt.datetime.now(dt.UTC).date())  # LLM key and model: before the download
+    sessions, left = _sessions_to_run(p, codes, d, cfg.schedule.max_sessions_per_run)
+    target, d = d, sessions[-1]
+    # The policy first: the LLM key and model are checked before the download, not after it.
+    policy = _policy(args, cfg, today=_now().date())
+    ctx = StepContext(config=cfg, policy=policy, source=label, synthetic=args.source == "demo", build=_build())
     market = _load_market(_source(args.source, args.seed, cfg, args.cache, args.data), cfg, sessions[0], d)
     if d not in market.index:
         raise EngineError(f"the {args.source} data has no bar for {d.date()} yet: run again after the close")
-    ctx = StepContext(config=cfg, policy=policy, source=label, synthetic=args.source == "demo")
     p, done = _run_and_save(store, p, sessions, market, ctx, progress=False)
     last = done[-1]
     rec = last.record
@@ -501,10 +536,25 @@ def cmd_daily(args: argparse.Namespace) -> int:
     if len(done) > 1:
         line += f", {len(done)} sessions run"
     print(line)
+    if left:
+        print(f"caught up to {d.date()}: {left} session(s) to {target.date()} remain, at most "
+              f"{cfg.schedule.max_sessions_per_run} a run (schedule.max_sessions_per_run): the next run continues")
     fallback = rec["answer"].get("fallback")
     if fallback:
         print(f"{d.date()}: the decision was an explicit HOLD: {fallback}")
     return 0
+
+
+def _sessions_to_run(p: Portfolio, codes: set[str], d: pd.Timestamp, limit: int) -> tuple[pd.DatetimeIndex, int]:
+    """The sessions after the state's as_of up to `d`, oldest first, at most `limit` of them
+    (a long backlog is committed in parts, each within the job's time limit), and how many
+    are left for the next run."""
+    if p.as_of is None:
+        return pd.DatetimeIndex([d]), 0
+    sessions = calendars.union_sessions(codes, p.as_of + dt.timedelta(days=1), d)
+    if len(sessions) > 1:
+        log.info("catching up %d sessions missed since %s", len(sessions) - 1, p.as_of)
+    return sessions[:limit], max(0, len(sessions) - limit)
 
 
 # --- backtest --------------------------------------------------------------------
@@ -557,7 +607,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
                 else f"in a window {model} may know (its knowledge cutoff is unknown)")
         print(f"IN-SAMPLE: the run starts {when}; the model may remember "
               "what happened. Use --blind or a later window for an out-of-sample test.")
-    ctx = StepContext(config=cfg, policy=policy, source=label, synthetic=args.source == "demo")
+    ctx = StepContext(config=cfg, policy=policy, source=label, synthetic=args.source == "demo",
+                      build=_build())
     p, done = _run_and_save(store, p, sessions, market, ctx, progress=True)
     metrics = evaluate(store, market, cfg, run_info, args.out, charts=not args.no_charts)
     _print_metrics(metrics)
@@ -668,20 +719,34 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_site(args: argparse.Namespace) -> int:
-    from engine.report.site import build_site
+    from engine.ops import has_session
+    from engine.report.site import build_placeholder, build_site
 
     cfg = load_config(args.config)
+    if not has_session(args.state):
+        build_placeholder(args.out, config=cfg)
+        print(f"notice: {args.state} holds no session yet: built the placeholder site in {args.out} "
+              "(the experiment starts at the next session)")
+        return 0
     out = build_site(args.state, args.out, config=cfg, backtest=args.backtest)
     print(f"site built in {out}: serve it with python -m http.server -d {out} and open http://127.0.0.1:8000/")
     return 0
 
 
 def cmd_weekly(args: argparse.Namespace) -> int:
-    from engine.report.weekly import write_weekly
+    from engine.ops import has_session
+    from engine.report.weekly import refresh_previous_week, write_weekly
 
     cfg = load_config(args.config)
+    if not has_session(args.state):
+        print(f"notice: {args.state} holds no session yet: no weekly report to write")
+        return 0
     path = write_weekly(args.state, cfg, args.week)
     print(f"weekly report: {path}")
+    if args.week is None:
+        previous = refresh_previous_week(args.state, cfg)
+        if previous is not None:
+            print(f"weekly report: {previous} rewritten (it was written before its week was complete)")
     return 0
 
 
@@ -689,7 +754,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     from engine.monitor import monitor
 
     cfg = load_config(args.config)
-    now = None
+    now = _now() if os.environ.get("ALMOST_SURELY_NOW", "").strip() else None
     if args.now:
         try:
             now = pd.Timestamp(args.now)

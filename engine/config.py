@@ -146,6 +146,13 @@ class DataConfig(_Frozen):
     csv_price_convention: Literal["split_adjusted", "unadjusted"] = "split_adjusted"
 
 
+class ScheduleConfig(_Frozen):
+    """When a run may book a session, and how much of a backlog one run takes on."""
+
+    settle_minutes: float = Field(default=30.0, ge=0, le=24 * 60)
+    max_sessions_per_run: int = Field(default=10, ge=1)
+
+
 class TokenPrice(_Frozen):
     input: float = Field(ge=0)
     output: float = Field(ge=0)
@@ -212,6 +219,7 @@ class Config(_Frozen):
     fx: FXConfig
     assets: tuple[Asset, ...]
     benchmarks: tuple[Benchmark, ...]
+    schedule: ScheduleConfig = ScheduleConfig()
 
     @model_validator(mode="after")
     def _check_universe(self) -> Config:

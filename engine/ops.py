@@ -14,9 +14,12 @@ Everything here only reads the state files; a state that is missing or unreadabl
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pandas as pd
+
+import engine
 
 from engine.errors import ConfigError, StateCorrupt
 from engine.monitor import ALERTS_FILE, read_alerts
@@ -25,6 +28,8 @@ from engine.report.weekly import iso_week, report_path
 from engine.state import StateStore
 
 KINDS = ("daily", "monitor", "weekly")
+# The locked dependencies (hashes included) every workflow and .ci/run install: see docs/setup.md.
+LOCK_FILE = "requirements.txt"
 MAX_ALERTS_LISTED = 5  # a commit subject stays one readable line
 
 
@@ -100,3 +105,25 @@ def weekly_message(state: Path) -> str:
     if not report.exists():
         raise StateCorrupt(f"{report} does not exist: run python -m engine weekly --state {state} first")
     return f"{week} weekly report"
+
+
+def has_session(state: Path) -> bool:
+    """Whether `state` holds at least one session done: `site` and `weekly` have something to
+    show. A missing or empty folder (a new fork before its first session) holds none."""
+    state = Path(state)
+    if not state.is_dir():
+        return False
+    p = StateStore(state).load()
+    return p is not None and p.as_of is not None
+
+
+def build_info(root: Path | None = None) -> dict[str, str | None]:
+    """What produced a decision record: the engine's version and the SHA-256 of the lock file
+    beside the package (None when the engine runs without one, e.g. installed from a wheel)."""
+    root = Path(engine.__file__).resolve().parents[1] if root is None else Path(root)
+    lock = root / LOCK_FILE
+    try:
+        digest = hashlib.sha256(lock.read_bytes()).hexdigest()
+    except OSError:
+        digest = None
+    return {"version": engine.__version__, "lock_sha256": digest}

@@ -59,6 +59,9 @@ class StepContext:
     policy: Policy
     source: str
     synthetic: bool
+    # Which engine made the records: its version and the digest of the locked dependencies
+    # (engine.ops.build_info); None leaves it out (tests, library use).
+    build: dict[str, Any] | None = None
     costs: CostModel = field(init=False)
     instruments: dict[str, Asset | Benchmark] = field(init=False)
     sell_net_factor: dict[str, float] = field(init=False)
@@ -453,6 +456,8 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
         "orders": [o.model_dump(mode="json") for o in final],
         "usage": answer.usage,
     }
+    if ctx.build is not None:
+        record["engine"] = dict(ctx.build)
     return StepResult(date=d, portfolio=p, fills=fills, equity=equity, record=record)
 
 

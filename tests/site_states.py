@@ -44,7 +44,7 @@ def hostile_state(demo: Path, root: Path) -> Path:
     """`demo` (ending 2024-12-27) copied to ROOT/state, then the hostile sessions of 30 and 31 Dec."""
     state = root / "state"
     shutil.copytree(demo, state)
-    argv = ["daily", "--state", str(state), "--source", "demo", "--policy", "llm", "--cache", str(root / "cache")]
+    argv = ["daily", "--init", "--state", str(state), "--source", "demo", "--policy", "llm", "--cache", str(root / "cache")]
     with FakeOpenAI() as fake, pytest.MonkeyPatch.context() as mp:
         mp.setenv("OPENAI_API_KEY", KEY)
         mp.setenv("OPENAI_BASE_URL", fake.base_url)

@@ -65,7 +65,7 @@ def test_a_backtest_and_the_daily_command_write_identical_state(tmp_path, capsys
     assert code == 0, err
     daily = tmp_path / "daily" / "state"
     for day in pd.bdate_range("2024-11-25", "2024-12-03"):
-        assert main(["daily", "--state", str(daily), "--source", "demo", "--seed", "9", "--date", str(day.date())]) == 0
+        assert main(["daily", "--init", "--state", str(daily), "--source", "demo", "--seed", "9", "--date", str(day.date())]) == 0
     capsys.readouterr()
     assert snapshot(daily) == snapshot(tmp_path / "bt" / "state")
 

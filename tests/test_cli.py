@@ -49,7 +49,7 @@ def test_demo_runs_offline_and_prints_the_summary_against_buy_and_hold(tmp_path,
 
 def test_daily_on_a_day_both_exchanges_are_closed_says_so_and_writes_nothing(tmp_path, capsys):
     for day in ("2024-12-25", "2024-12-28"):  # Christmas (both closed), a Saturday
-        code, out, _ = run_cli(capsys, "daily", "--state", str(tmp_path / "state"), "--source", "demo", "--date", day)
+        code, out, _ = run_cli(capsys, "daily", "--init", "--state", str(tmp_path / "state"), "--source", "demo", "--date", day)
         assert code == 0
         assert f"{day} is not a session of XNYS or XPAR: nothing to do" in out
     assert not (tmp_path / "state").exists()
@@ -58,7 +58,7 @@ def test_daily_on_a_day_both_exchanges_are_closed_says_so_and_writes_nothing(tmp
 def test_daily_is_idempotent_and_catches_up_identically_to_one_continuous_run(tmp_path, capsys):
     daily = tmp_path / "daily" / "state"
     args = ("--source", "demo", "--seed", "5")
-    assert run_cli(capsys, "daily", "--state", str(daily), *args, "--date", "2024-11-25")[0] == 0
+    assert run_cli(capsys, "daily", "--init", "--state", str(daily), *args, "--date", "2024-11-25")[0] == 0
     first = snapshot(daily)
     code, out, _ = run_cli(capsys, "daily", "--state", str(daily), *args, "--date", "2024-11-25")
     assert code == 0 and "already done" in out
@@ -79,7 +79,7 @@ def test_a_corrupt_state_file_stops_with_one_line_and_is_not_overwritten(tmp_pat
     state = tmp_path / "state"
     state.mkdir()
     (state / "portfolio.json").write_text("{ truncated")
-    code, out, err = run_cli(capsys, "daily", "--state", str(state), "--source", "demo", "--date", "2024-11-25")
+    code, out, err = run_cli(capsys, "daily", "--init", "--state", str(state), "--source", "demo", "--date", "2024-11-25")
     assert code == 4
     assert err.startswith("error: cannot read") and err.count("\n") == 1 and "Traceback" not in err
     assert (state / "portfolio.json").read_text() == "{ truncated"
@@ -87,7 +87,7 @@ def test_a_corrupt_state_file_stops_with_one_line_and_is_not_overwritten(tmp_pat
 
 def test_a_state_is_never_fed_two_sources(tmp_path, capsys):
     state = tmp_path / "state"
-    assert run_cli(capsys, "daily", "--state", str(state), "--source", "demo", "--seed", "1", "--date", "2024-11-25")[0] == 0
+    assert run_cli(capsys, "daily", "--init", "--state", str(state), "--source", "demo", "--seed", "1", "--date", "2024-11-25")[0] == 0
     code, _, err = run_cli(capsys, "daily", "--state", str(state), "--source", "demo", "--seed", "2", "--date", "2024-11-26")
     assert code == 2 and "refusing to mix sources" in err  # the flags are wrong, not the state
 
@@ -140,7 +140,7 @@ def test_daily_on_yahoo_proceeds_without_a_broken_asset_it_does_not_hold(
     fake = FakeDownload(histories, fail=["KER.PA"])
     monkeypatch.setattr(yfinance, "download", fake)
     state = tmp_path / "state"
-    code, out, err = run_cli(capsys, "daily", "--state", str(state), "--source", "yahoo", "--date", D,
+    code, out, err = run_cli(capsys, "daily", "--init", "--state", str(state), "--source", "yahoo", "--date", D,
                              "--config", str(fast_config), "--cache", str(tmp_path / "cache"))
     assert code == 0, err
     assert "data: KER.PA missing" in caplog.text  # logged
@@ -154,7 +154,7 @@ def test_daily_on_yahoo_proceeds_without_a_broken_asset_it_does_not_hold(
 def test_daily_on_yahoo_stops_when_a_benchmark_is_missing(tmp_path, capsys, monkeypatch, histories, fast_config):
     monkeypatch.setattr(yfinance, "download", FakeDownload(histories, fail=["SPY"]))
     state = tmp_path / "state"
-    code, _, err = run_cli(capsys, "daily", "--state", str(state), "--source", "yahoo", "--date", D,
+    code, _, err = run_cli(capsys, "daily", "--init", "--state", str(state), "--source", "yahoo", "--date", D,
                            "--config", str(fast_config), "--cache", str(tmp_path / "cache"))
     assert code == 3
     assert "cannot run safely without SPY" in err and "Traceback" not in err
@@ -163,6 +163,6 @@ def test_daily_on_yahoo_stops_when_a_benchmark_is_missing(tmp_path, capsys, monk
 
 def test_daily_on_yahoo_with_yahoo_down_is_one_line_and_exit_3(tmp_path, capsys, monkeypatch, histories, fast_config):
     monkeypatch.setattr(yfinance, "download", FakeDownload(histories, fail=list(histories)))
-    code, _, err = run_cli(capsys, "daily", "--state", str(tmp_path / "state"), "--source", "yahoo", "--date", D,
+    code, _, err = run_cli(capsys, "daily", "--init", "--state", str(tmp_path / "state"), "--source", "yahoo", "--date", D,
                            "--config", str(fast_config), "--cache", str(tmp_path / "cache"))
     assert code == 3 and err.startswith("error: ") and "Traceback" not in err

@@ -227,7 +227,7 @@ def test_llm_without_a_key_is_one_line_naming_the_variable(tmp_path, capsys, mon
     from engine.cli import main
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    code = main(["daily", "--state", str(tmp_path / "state"), "--source", "demo", "--policy", "llm", "--date", "2024-10-15"])
+    code = main(["daily", "--init", "--state", str(tmp_path / "state"), "--source", "demo", "--policy", "llm", "--date", "2024-10-15"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
     assert "OPENAI_API_KEY is not set" in err and "--policy rules" in err
@@ -243,7 +243,7 @@ def test_the_api_key_never_reaches_state_cache_or_logs(fake, tmp_path, capsys, c
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
     fake.script(error(500), answer(("GLD", "buy", 30, "x")), completion("not json"), answer(("SPY", "buy", 10, "y")))
-    argv = ["-v", "daily", "--state", str(tmp_path / "state"), "--source", "demo", "--policy", "llm",
+    argv = ["-v", "daily", "--init", "--state", str(tmp_path / "state"), "--source", "demo", "--policy", "llm",
             "--cache", str(tmp_path / "cache")]
     assert main([*argv, "--date", "2024-10-14"]) == 0
     assert main([*argv, "--date", "2024-10-15"]) == 0

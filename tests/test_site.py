@@ -348,6 +348,8 @@ def test_the_cli_builds_the_site_and_reports_errors_in_one_line(demo_state, tmp_
     assert main(["site", "--state", str(demo_state), "--out", str(tmp_path / "out")]) == 0
     out, _ = capsys.readouterr()
     assert "site built in" in out and (tmp_path / "out" / "index.html").exists()
-    code = main(["site", "--state", str(tmp_path / "nothing"), "--out", str(tmp_path / "out2")])
+    (tmp_path / "out2").mkdir()
+    (tmp_path / "out2" / "notes.txt").write_text("precious")
+    code = main(["site", "--state", str(demo_state), "--out", str(tmp_path / "out2")])
     _, err = capsys.readouterr()
-    assert code == 1 and err.strip().count("\n") == 0 and "no state folder" in err
+    assert code == 1 and err.strip().count("\n") == 0 and "does not look like a built site" in err

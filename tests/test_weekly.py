@@ -133,8 +133,9 @@ def test_a_bad_week_is_one_clear_line(demo_state, capsys, week, message):
 def test_an_empty_state_is_one_clear_line(tmp_path, capsys):
     with pytest.raises(ConfigError, match="holds no session yet"):
         write_weekly(tmp_path / "state", CONFIG, None)
-    assert main(["weekly", "--state", str(tmp_path / "state")]) == 2
-    assert "holds no session yet" in capsys.readouterr().err
+    # The command (what the scheduled workflow runs on a new fork) says so and succeeds.
+    assert main(["weekly", "--state", str(tmp_path / "state")]) == 0
+    assert "holds no session yet" in capsys.readouterr().out
     assert not (tmp_path / "state").exists()
 
 

@@ -61,7 +61,7 @@ def _steps(doc: dict):
 
 
 def test_the_expected_workflows_exist(workflows):
-    assert set(workflows) == {"ci.yml", "daily.yml", "monitor.yml", "weekly.yml", "pages.yml"}
+    assert {"ci.yml", "daily.yml", "monitor.yml", "weekly.yml", "pages.yml"} <= set(workflows)
 
 
 # --- external validators ------------------------------------------------------------
@@ -144,7 +144,8 @@ def test_writer_jobs_share_one_queue(workflows):
         for job_id, job in doc["jobs"].items():
             if "contents" in _writes(job):
                 writers.append(name)
-                assert job.get("concurrency") == {"group": WRITER_GROUP, "cancel-in-progress": False}, (
+                assert job.get("concurrency") == {"group": WRITER_GROUP, "cancel-in-progress": False,
+                                                  "queue": "max"}, (
                     f"{name}:{job_id} writes the repository outside the {WRITER_GROUP} queue"
                 )
     assert sorted(writers) == sorted(SCHEDULED)
@@ -209,8 +210,9 @@ def test_commits_are_made_only_after_the_engine_succeeded(workflows):
         runs = [s.get("run", "") for s in steps]
         engine = next(i for i, r in enumerate(runs) if "python -m engine" in r)
         commit = next(i for i, r in enumerate(runs) if "commit-state.sh" in r)
-        assert engine < commit
-        assert "if" not in steps[commit] and "if" not in steps[engine]
+        push = next(i for i, r in enumerate(runs) if "push-with-retry.sh" in r)
+        assert engine < commit < push
+        assert all("if" not in steps[i] for i in (engine, commit, push))
         assert steps[-1]["if"] == "failure()" and "failure-detail.sh" in steps[-1]["run"]
         assert workflows[name]["defaults"]["run"]["shell"] == "bash"  # -eo pipefail: tee keeps the status
 
@@ -222,7 +224,7 @@ def test_scheduled_workflows_can_be_run_by_hand(workflows):
     date_input = workflows["daily.yml"]["on"]["workflow_dispatch"]["inputs"]["date"]
     assert date_input["required"] is False
     step = next(s for _, s in _steps(workflows["daily.yml"]) if s.get("name") == "Run the daily step")
-    assert step["env"]["DATE"] == "${{ inputs.date }}" and '"$day"' in step["run"]
+    assert step["env"]["DATE"] == "${{ inputs.date }}" and '--date "${DATE:-last-closed}"' in step["run"]
 
 
 def test_state_changing_workflows_deploy_the_site_themselves(workflows):
@@ -237,6 +239,7 @@ def test_state_changing_workflows_deploy_the_site_themselves(workflows):
         job = workflows[name]["jobs"]["pages"]
         assert job["uses"] == "./.github/workflows/pages.yml"
         assert job["with"]["ref"] == "${{ needs.run.outputs.sha }}"  # the pushed commit
+        assert job["if"] == "needs.run.outputs.pushed == 'true'"  # nothing pushed: nothing redeployed
         assert job["permissions"] == {"contents": "read", "pages": "write", "id-token": "write"}
         assert "push" not in workflows[name]["on"]
 
@@ -253,9 +256,104 @@ def test_the_scripts_the_workflows_call_exist_and_are_executable(workflows):
     for doc in workflows.values():
         for _, step in _steps(doc):
             called |= set(re.findall(r"\.github/scripts/([\w.-]+)", step.get("run", "")))
-    assert called == {"commit-state.sh", "failure-detail.sh", "report-failure.sh"}
+    assert called == {"commit-state.sh", "push-with-retry.sh", "failure-detail.sh", "report-failure.sh"}
     for script in called | {"push-with-retry.sh"}:
         assert os.access(SCRIPTS / script, os.X_OK), script
+
+
+def test_the_token_is_only_in_the_push_steps_which_run_no_python(workflows):
+    for name in SCHEDULED:
+        for job_id, step in _steps(workflows[name]):
+            if "github.token" in json.dumps(step.get("env", {})) and job_id == "run":
+                assert step["run"].startswith(".github/scripts/push-with-retry.sh "), f"{name}: {step.get('name')}"
+    code = [ln for ln in (SCRIPTS / "push-with-retry.sh").read_text(encoding="utf-8").splitlines()
+            if not ln.lstrip().startswith("#")]
+    assert code and not any("python" in ln.lower() for ln in code)
+
+
+def test_writers_check_out_the_branch_tip_when_the_job_starts(workflows):
+    for name in SCHEDULED:
+        checkout = workflows[name]["jobs"]["run"]["steps"][0]
+        assert checkout["uses"].startswith("actions/checkout@")
+        assert checkout["with"]["ref"] == "${{ github.ref }}", name
+    build = workflows["pages.yml"]["jobs"]["build"]["steps"][0]
+    assert build["with"]["ref"] == "${{ inputs.ref || github.ref }}"
+
+
+def test_every_install_is_the_hashed_lock(workflows):
+    installs = 0
+    for name, doc in workflows.items():
+        for _, step in _steps(doc):
+            for line in step.get("run", "").splitlines():
+                if "pip install" in line:
+                    installs += 1
+                    assert "--require-hashes" in line and "-r requirements.txt" in line, f"{name}: {line}"
+    assert installs >= 4
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "--require-hashes --no-deps -r requirements.txt" in ci
+    project = [ln for ln in ci.splitlines() if "pip install" in ln and "-e " in ln]
+    assert project and all("--no-deps" in ln for ln in project)  # nothing unlocked comes in
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_the_lock_covers_every_declared_dependency_with_hashes():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = list(project["dependencies"])
+    for extra in project.get("optional-dependencies", {}).values():
+        declared += extra
+    lock = (ROOT / "requirements.txt").read_text(encoding="utf-8")
+    pinned = {_normalise(m[1]): m[2] for m in re.finditer(r"^([A-Za-z0-9_.-]+)==(\S+)", lock, re.M)}
+    names = {_normalise(re.split(r"[\s\[<>=~!;]", d, maxsplit=1)[0]) for d in declared}
+    missing = sorted(names - set(pinned))
+    assert missing == [], f"not in requirements.txt: regenerate it (docs/setup.md): {missing}"
+    entries = re.split(r"\n(?=[A-Za-z0-9])", lock.split("\n", 2)[2])
+    assert all("--hash=sha256:" in e for e in entries if "==" in e)
+
+
+def test_dependabot_updates_python_and_actions_weekly_in_groups():
+    doc = yaml.safe_load((ROOT / ".github" / "dependabot.yml").read_text(encoding="utf-8"))
+    by = {u["package-ecosystem"]: u for u in doc["updates"]}
+    assert set(by) == {"pip", "github-actions"}
+    for update in by.values():
+        assert update["schedule"]["interval"] == "weekly" and update["groups"]
+    result = subprocess.run([_tool("check-jsonschema"), "--builtin-schema", "vendor.dependabot",
+                             str(ROOT / ".github" / "dependabot.yml")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_runner_image_is_pinned(workflows):
+    for name, doc in workflows.items():
+        for job_id, job in doc["jobs"].items():
+            if "runs-on" in job:
+                assert re.fullmatch(r"ubuntu-\d\d\.\d\d", job["runs-on"]), f"{name}:{job_id}: {job['runs-on']}"
+
+
+def test_the_setup_guide_is_a_checklist_that_matches_the_workflows(workflows):
+    text = (ROOT / "docs" / "setup.md").read_text(encoding="utf-8")
+    boxes = re.findall(r"^- \[ \] \*\*(.+?)\*\*(.*?)(?=^- \[ \]|^## )", text, re.M | re.S)
+    titles = [t for t, _ in boxes]
+    for needed in ("Keep the repository public", "Enable Actions", "Enable each scheduled workflow",
+                   "Enable Issues", "Pages from Actions", "The API key", "Deploy the site now", "Find the site"):
+        assert needed in " | ".join(titles), needed
+    body = dict(boxes)
+    scheduled = sorted(n[:-4] for n, d in workflows.items() if "schedule" in d["on"])
+    assert all(f"`{n}`" in body["Enable each scheduled workflow"] for n in scheduled), scheduled
+    env = workflows["daily.yml"]["jobs"]["run"]["environment"]["name"]
+    assert f"named `{env}`" in body["The API key"]
+    used_vars = set(re.findall(r"vars\.(\w+)", "".join(p.read_text() for p in WORKFLOW_FILES)))
+    assert all(f"| `{v}` |" in text for v in used_vars), used_vars
+    assert "OPENAI_API_KEY" in body["The API key"]
+    assert "github.io" in body["Find the site"]
+    # The one command that regenerates the lock is the one that made it.
+    made_by = (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()[1].strip("# ").strip()
+    assert made_by in text
+    pin = next(s["uses"] for _, s in _steps(workflows["daily.yml"]) if s.get("uses", "").startswith("actions/checkout"))
+    assert pin in text  # the example pin is the current one
 
 
 # --- schedules ---------------------------------------------------------------------------
@@ -284,7 +382,7 @@ WINTER, SUMMER = dt.date(2026, 1, 14), dt.date(2026, 7, 15)  # Wednesdays; EST a
 
 
 def test_the_daily_run_starts_after_the_new_york_close_in_winter_and_summer(workflows):
-    (cron,) = _cron(workflows["daily.yml"])
+    cron, _second = _cron(workflows["daily.yml"])
     minute, hour, dom, month, dow = cron.split()
     assert (dom, month, dow) == ("*", "*", "1-5")
     for day in (WINTER, SUMMER):
@@ -297,14 +395,28 @@ def test_the_daily_run_starts_after_the_new_york_close_in_winter_and_summer(work
 def test_the_weekly_report_is_written_on_friday_evening_in_new_york_after_the_daily(workflows):
     (cron,) = _cron(workflows["weekly.yml"])
     minute, hour, _, _, dow = cron.split()
-    (daily,) = _cron(workflows["daily.yml"])
+    daily, second = _cron(workflows["daily.yml"])
     d_minute, d_hour = map(int, daily.split()[:2])
+    s_minute, s_hour = map(int, second.split()[:2])
     for friday in (dt.date(2026, 1, 16), dt.date(2026, 7, 17)):
         utc_day = friday + dt.timedelta(days=int(dow) - 5)
         local = _new_york(utc_day, int(hour), int(minute))
         assert local.date() == friday and local.time() >= dt.time(16, 30)
         daily_run = _new_york(friday, d_hour, d_minute)
         assert local - daily_run >= dt.timedelta(hours=2)
+        second_run = _new_york(friday + dt.timedelta(days=1), s_hour, s_minute)
+        assert local - second_run >= dt.timedelta(minutes=45)  # after the second attempt too
+
+
+def test_the_second_daily_attempt_comes_hours_later_on_the_same_new_york_evening(workflows):
+    first, second = _cron(workflows["daily.yml"])
+    assert first.split()[4] == "1-5" and second.split()[4] == "2-6"  # the next UTC day
+    f_minute, f_hour = map(int, first.split()[:2])
+    s_minute, s_hour = map(int, second.split()[:2])
+    for day in (WINTER, SUMMER):
+        a = _new_york(day, f_hour, f_minute)
+        b = _new_york(day + dt.timedelta(days=1), s_hour, s_minute)
+        assert b.date() == day and dt.timedelta(hours=3) <= b - a <= dt.timedelta(hours=6)
 
 
 def test_the_monitor_covers_both_sessions(workflows):
@@ -314,23 +426,6 @@ def test_the_monitor_covers_both_sessions(workflows):
     assert dow == "1-5"
     assert min(hours) <= 7 and max(hours) >= 21  # Paris opens 07:00 UTC in summer; New York closes 21:00 UTC in winter
     assert all(b - a <= 2 for a, b in zip(hours, hours[1:], strict=False))
-
-
-def test_the_default_session_date_is_the_last_new_york_day_whose_close_has_passed():
-    """The daily step's default --date: `TZ=America/New_York date -d '17 hours ago' +%F`."""
-    if shutil.which("date") is None or subprocess.run(["date", "-d", "17 hours ago"], capture_output=True).returncode:
-        pytest.skip("needs GNU date")
-
-    def default(now_utc: str) -> str:
-        env = {**os.environ, "TZ": "America/New_York"}
-        out = subprocess.run(["date", "-d", f"{now_utc} 17 hours ago", "+%F"], capture_output=True, text=True,
-                             env=env, check=True)
-        return out.stdout.strip()
-
-    assert default("2026-01-14T22:30Z") == "2026-01-14"  # 17:30 EST: that day's close has passed
-    assert default("2026-07-15T22:30Z") == "2026-07-15"  # 18:30 EDT
-    assert default("2026-07-16T02:10Z") == "2026-07-15"  # a run GitHub started hours late
-    assert default("2026-07-15T14:00Z") == "2026-07-14"  # by hand, before the close: the day before
 
 
 # --- push-with-retry.sh against a local bare repository -------------------------------------
@@ -507,6 +602,41 @@ def test_commit_state_asks_the_engine_only_when_something_changed(repos):
     assert "nothing changed" in result.stdout
 
 
+def test_push_only_pushes_the_local_commits_and_says_when_there_are_none(repos):
+    runner, env = repos["runner"], repos["env"]
+    result, outputs = _push_only(repos)
+    assert result.returncode == 0 and "nothing to push" in result.stdout
+    assert outputs["pushed"] == "false"
+    (runner / "state" / "equity.txt").write_text("day 1\nday 2\n")
+    _git(runner, "commit", "--quiet", "-am", "2026-11-24: NAV 10,000.00 EUR", env=env)
+    _commit_elsewhere(repos, "state/alerts.jsonl", '{"n": 1}\n{"n": 2}\n', "monitor: 1 alert")
+    result, outputs = _push_only(repos)
+    assert result.returncode == 0, result.stderr
+    assert [ln.split("|")[0] for ln in _remote_log(repos)][:2] == ["2026-11-24: NAV 10,000.00 EUR",
+                                                                   "monitor: 1 alert"]
+    assert outputs == {"pushed": "true", "sha": _git(repos["remote"], "rev-parse", "main", env=env)}
+
+
+def test_commit_only_mode_commits_and_pushes_nothing(repos):
+    (repos["runner"] / "state" / "equity.txt").write_text("day 1\nday 2\n")
+    before = _remote_log(repos)
+    env = _git_env(repos["home"])
+    result = subprocess.run([str(SCRIPTS / "push-with-retry.sh"), "--no-push", "daily", "state"],
+                            cwd=repos["runner"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert _remote_log(repos) == before
+    assert _git(repos["runner"], "log", "-1", "--format=%s|%ae", env=repos["env"]) == f"daily|{BOT_EMAIL}"
+
+
+def _push_only(repos):
+    out = repos["tmp"] / "github_output"
+    out.unlink(missing_ok=True)
+    env = _git_env(repos["home"], PUSH_ATTEMPTS="2", PUSH_BACKOFF_SECONDS="0", GITHUB_OUTPUT=str(out))
+    result = subprocess.run([str(SCRIPTS / "push-with-retry.sh")], cwd=repos["runner"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    return result, dict(line.split("=", 1) for line in out.read_text().splitlines())
+
+
 def test_commit_state_commits_with_the_engines_message(repos, tmp_path):
     from engine.cli import main
 
@@ -516,10 +646,12 @@ def test_commit_state_commits_with_the_engines_message(repos, tmp_path):
     shutil.copytree(tmp_path / "demo" / "state", runner / "state")
     env = _git_env(repos["home"], PUSH_ATTEMPTS="1", PUSH_BACKOFF_SECONDS="0",
                    PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    before = _remote_log(repos)
     result = subprocess.run([str(SCRIPTS / "commit-state.sh"), "daily", "state"], cwd=runner, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    subject = _remote_log(repos)[0].split("|")[0]
+    assert _remote_log(repos) == before  # committed, not pushed: the push step holds the token
+    subject = _git(runner, "log", "-1", "--format=%s", env=repos["env"])
     assert re.fullmatch(r"2024-06-28: NAV [\d,]+\.\d\d EUR, \d+ orders?, policy rules", subject), subject
 
 
@@ -532,11 +664,12 @@ import json, os, re, sys
 args = sys.argv[1:]
 call = {{"args": args}}
 if args[:2] in (["issue", "create"], ["issue", "comment"]):
-    call["body"] = sys.stdin.read()
+    source = args[args.index("--body-file") + 1]
+    call["body"] = sys.stdin.read() if source == "-" else open(source).read()
 with open(os.environ["FAKE_GH_LOG"], "a") as log:
     log.write(json.dumps(call) + "\\n")
 if os.environ.get("FAKE_GH_FAIL") == " ".join(args[:2]):
-    sys.exit("HTTP 401: Bad credentials")
+    sys.exit(os.environ.get("FAKE_GH_ERROR", "HTTP 401: Bad credentials"))
 if args[:2] == ["issue", "list"]:
     issues = json.loads(os.environ.get("FAKE_GH_ISSUES", "[]"))
     jq = args[args.index("--jq") + 1]
@@ -561,7 +694,8 @@ def fake_gh(tmp_path: Path):
                "FAKE_GH_ISSUES": json.dumps(issues or []), "GH_TOKEN": "fake", "GH_REPO": "owner/repo",
                "RUN_URL": "https://github.com/owner/repo/actions/runs/42",
                "DETAIL": "error: market data unavailable: EURUSD=X has no bar for 2026-11-24",
-               "RESULTS": "daily step failure, pages skipped", "EVENT": "schedule", **extra}
+               "RUN_RESULT": "failure", "PAGES_RESULT": "skipped", "ENGINE_EXIT": "3", "EVENT": "schedule",
+               **extra}
         result = subprocess.run([str(SCRIPTS / "report-failure.sh"), workflow], env=env, capture_output=True,
                                 text=True, timeout=60)
         calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
@@ -584,7 +718,7 @@ def test_report_failure_opens_an_issue_when_none_is_open(fake_gh):
     body = calls[2]["body"]
     assert "error: market data unavailable: EURUSD=X has no bar for 2026-11-24" in body
     assert "https://github.com/owner/repo/actions/runs/42" in body
-    assert "last good commit" in body and "daily step failure, pages skipped" in body
+    assert "last good commit" in body and "Jobs: daily failure, pages skipped (engine exit code 3)" in body
 
 
 def test_report_failure_comments_on_the_open_issue(fake_gh):
@@ -601,7 +735,44 @@ def test_report_failure_comments_on_the_open_issue(fake_gh):
 def test_report_failure_says_so_when_gh_fails(fake_gh):
     result, calls = fake_gh(FAKE_GH_FAIL="issue list")
     assert result.returncode != 0
+    assert "HTTP 401" in result.stderr and result.stdout.startswith("::error title=daily run failed::")
     assert not any(c["args"][:2] == ["issue", "create"] for c in calls)
+
+
+def test_with_issues_disabled_the_failure_is_an_annotation_and_the_job_stays_green(fake_gh):
+    """A new fork has Issues off: gh answers HTTP 410; the run still says what failed."""
+    result, calls = fake_gh(FAKE_GH_FAIL="issue list",
+                            FAKE_GH_ERROR="HTTP 410: Issues are disabled for this repo (https://api.github.com/...)")
+    assert result.returncode == 0, result.stderr
+    (annotation,) = [ln for ln in result.stdout.splitlines() if ln.startswith("::error")]
+    assert annotation.startswith("::error title=daily run failed::Market data unavailable (exit 3)")
+    assert "EURUSD=X has no bar for 2026-11-24" in annotation and "actions/runs/42" in annotation
+    assert not any(c["args"][:2] == ["issue", "create"] for c in calls)
+
+
+@pytest.mark.parametrize(
+    ("env", "says", "never"),
+    [
+        ({"ENGINE_EXIT": "2", "DETAIL": "error: OPENAI_API_KEY is not set"},
+         "Configuration error (exit 2): fix it before the next run", "catches up"),
+        ({"ENGINE_EXIT": "3"}, "the next run (the second attempt a few hours later, or the next evening) catches up",
+         "fix before"),
+        ({"ENGINE_EXIT": "4", "DETAIL": "error: state/portfolio.json is not valid JSON"},
+         "Corrupt state (exit 4): fix before the next run", "catches up"),
+        ({"ENGINE_EXIT": "0", "DETAIL": "error: could not push to origin/main after 5 attempts"},
+         "committing or pushing state/ failed: nothing reached the repository", "catches up"),
+        ({"ENGINE_EXIT": ""}, "stopped before the engine finished", "catches up"),
+        ({"RUN_RESULT": "cancelled", "ENGINE_EXIT": ""}, "cancelled or ran out of time", "fix before"),
+        ({"RUN_RESULT": "success", "PAGES_RESULT": "failure", "ENGINE_EXIT": "0", "PUSHED": "true",
+          "DETAIL": ""}, "The state was committed and pushed; only the site", "Nothing was committed"),
+    ],
+)
+def test_the_failure_text_follows_the_failed_job_and_the_exit_code(fake_gh, env, says, never):
+    result, calls = fake_gh(**env)
+    assert result.returncode == 0, result.stderr
+    body = calls[-1]["body"]
+    assert says in body
+    assert never.lower() not in body.lower()
 
 
 def test_report_failure_without_detail_points_to_the_log(fake_gh):

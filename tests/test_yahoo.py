@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import numpy as np
@@ -186,6 +187,45 @@ def test_backoff_follows_the_configured_settings(histories):
     with pytest.raises(DataUnavailable, match="after 4 attempts: ConnectionError: reset"):
         src.load(CONFIG, START, END)
     assert sleeps == [0.5, 1.0, 2.0]
+
+
+def test_yfinance_rate_limit_is_named_in_the_one_line_error(monkeypatch):
+    """yfinance logs each failed ticker and returns an empty frame; the error line says why."""
+    import yfinance
+    import yfinance.multi
+    from yfinance.exceptions import YFRateLimitError
+
+    class RateLimited:  # the network part of yfinance: Ticker(t).history(...)
+        def __init__(self, ticker):
+            self.ticker, self._price_history = ticker, None
+
+        def history(self, **kwargs):
+            raise YFRateLimitError()
+
+    monkeypatch.setattr(yfinance.multi, "Ticker", RateLimited)
+    logging.getLogger("yfinance").setLevel(logging.CRITICAL)  # as the CLI sets it
+    sleeps = Sleeps()
+    src = YahooSource(None, retries=2, backoff_seconds=60.0, sleep=sleeps, log=lambda _m: None,
+                      clock=lambda: LONG_AGO)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        with pytest.raises(DataUnavailable) as info:
+            src.load(CONFIG, START, END)
+    message = str(info.value)
+    assert "\n" not in message and "empty frame" not in message
+    assert "YFRateLimitError" in message and "Too Many Requests" in message
+    assert "for 23 tickers (AI.PA, AIR.PA, BNP.PA, ...)" in message
+    assert sleeps == [60.0]
+    assert logging.getLogger("yfinance").level == logging.CRITICAL  # restored
+
+
+def test_the_shipped_backoff_waits_minutes_within_the_daily_jobs_budget(histories):
+    fake = FakeDownload(histories, script=[ConnectionError("reset")] * CONFIG.data.retries)
+    src, sleeps = source(fake, retries=CONFIG.data.retries, backoff_seconds=CONFIG.data.backoff_seconds)
+    with pytest.raises(DataUnavailable):
+        src.load(CONFIG, START, END)
+    assert sleeps[0] >= 60  # rate limiting of cloud runners lasts minutes, not seconds
+    assert sum(sleeps) <= 20 * 60  # the daily job has 45 minutes (daily.yml), the LLM call included
 
 
 def test_an_exception_then_success(histories):

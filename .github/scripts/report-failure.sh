@@ -7,9 +7,18 @@
 # the first failure opens it, later failures add a comment to it (no pile of duplicates).
 # Close it once the cause is fixed; the next failure opens a new one.
 #
+# What the text says comes from which job failed and the engine's exit code (README, "Exit
+# codes"): 2 configuration and 4 corrupt state must be fixed before the next run, which would
+# stop the same way; 3 market data is usually transient and the next run catches up; a failed
+# site deploy comes after a successful commit. With Issues disabled on the repository (a new
+# fork: gh answers HTTP 410), the same text becomes an ::error:: annotation of the run instead.
+#
 # Environment: GH_TOKEN and GH_REPO for gh (issues: write); RUN_URL, the run's page;
-# DETAIL, one line saying what failed (the engine's or the push's error line); RESULTS, the
-# jobs' results; EVENT, what started the run. All but GH_TOKEN are optional.
+# DETAIL, one line saying what failed (the engine's or the push's error line); RUN_RESULT and
+# PAGES_RESULT, the results of the run and pages jobs (success, failure, cancelled, skipped);
+# ENGINE_EXIT, the engine's exit code (empty: the engine did not run or was stopped);
+# PUSHED, whether the run job pushed a commit; EVENT, what started the run. All optional but
+# GH_TOKEN.
 set -euo pipefail
 
 if [ "$#" -ne 1 ]; then
@@ -22,31 +31,81 @@ case "$workflow" in
 esac
 label=pipeline-failure
 title="$workflow run failed"
+run_result=${RUN_RESULT:-failure}
+pages_result=${PAGES_RESULT:-skipped}
+code=${ENGINE_EXIT:-}
+retry="to retry now, run the workflow by hand (Actions, $workflow, Run workflow)"
 
-# The label may not exist yet in a new repository (--force: no error if it does).
-gh label create "$label" --color B60205 --force \
-  --description "A scheduled workflow failed; state/ is at its last good commit" >/dev/null 2>&1 || true
-
-number=$(gh issue list --label "$label" --state open --limit 100 --json number,title \
-  --jq ".[] | select(.title == \"$title\") | .number" | head -n 1)
+# One sentence: what failed and what happens next.
+verdict() {
+  if [ "$run_result" = success ]; then
+    if [ "$pages_result" = failure ] || [ "$pages_result" = cancelled ]; then
+      printf 'The state was committed and pushed; only the site was not rebuilt or deployed: the site shows the previous state until the next deployment (%s, or run the pages workflow by hand).' "$retry"
+    else
+      printf 'The jobs report %s and %s: see the log.' "$run_result" "$pages_result"
+    fi
+    return
+  fi
+  if [ "$run_result" = cancelled ]; then
+    printf 'The job was cancelled or ran out of time: nothing was committed, state/ is still at its last good commit; the next run continues from there (a backlog is run in bounded parts).'
+    return
+  fi
+  case "$code" in
+    2) printf 'Configuration error (exit 2): fix it before the next run, which would stop the same way (a missing OPENAI_API_KEY, a bad setting or --date). Nothing was committed.' ;;
+    3) printf 'Market data unavailable (exit 3): nothing was committed, state/ is still at its last good commit; this is usually transient, and the next run (the second attempt a few hours later, or the next evening) catches up the sessions missed.' ;;
+    4) printf 'Corrupt state (exit 4): fix before the next run. The engine refused a state file and overwrote nothing; every run stops the same way until the file is repaired (git log -- state/ shows the last good commit).' ;;
+    0) printf 'The engine finished, but committing or pushing state/ failed: nothing reached the repository; the next run computes the session again (its LLM answer comes from the cache when it was kept). %s.' "${retry^}" ;;
+    '') printf 'The run stopped before the engine finished (checkout, install or a cancelled step): nothing was committed, state/ is still at its last good commit. %s.' "${retry^}" ;;
+    *) printf 'The engine stopped with exit code %s: nothing was committed, state/ is still at its last good commit. %s.' "$code" "${retry^}" ;;
+  esac
+}
 
 body() {
   printf 'The **%s** workflow failed at %s (started by %s).\n\n' \
     "$workflow" "$(date -u '+%Y-%m-%d %H:%M UTC')" "${EVENT:-unknown event}"
   printf 'What failed: %s\n\n' "${DETAIL:-the run stopped before the engine said why: see the log}"
-  if [ -n "${RESULTS:-}" ]; then
-    printf 'Jobs: %s\n\n' "$RESULTS"
-  fi
-  printf 'Log: %s\n\n' "${RUN_URL:-(no link)}"
-  printf 'Nothing was committed by the failed step: state/ is still at its last good commit. '
-  printf 'The next scheduled run catches up the sessions missed; to retry now, run the workflow by hand '
-  printf '(Actions, %s, Run workflow).\n' "$workflow"
+  printf '%s\n\n' "$(verdict)"
+  printf 'Jobs: %s %s, pages %s' "$workflow" "$run_result" "$pages_result"
+  if [ -n "$code" ]; then printf ' (engine exit code %s)' "$code"; fi
+  printf '\n\nLog: %s\n' "${RUN_URL:-(no link)}"
 }
 
+# gh's own error line, kept to tell "Issues are disabled" (HTTP 410) from other failures.
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+exec 3>&1 # the job log, whatever a gh call's output is redirected to
+annotate() {
+  # A workflow command is one line: the verdict, what failed, the log.
+  printf '::error title=%s::%s What failed: %s Log: %s\n' "$title" "$(verdict)" \
+    "${DETAIL:-see the log}" "${RUN_URL:-(no link)}" >&3
+}
+gh_or_annotate() {
+  if "$@" 2>"$work/gh.err"; then
+    return 0
+  fi
+  if grep -q 'HTTP 410' "$work/gh.err"; then
+    echo "Issues are disabled on this repository (HTTP 410): the failure is reported as an annotation" >&3
+    annotate
+    exit 0
+  fi
+  cat "$work/gh.err" >&2
+  annotate
+  exit 1
+}
+
+# The label may not exist yet in a new repository (--force: no error if it does).
+gh label create "$label" --color B60205 --force \
+  --description "A scheduled workflow failed; state/ is at its last good commit" >/dev/null 2>&1 || true
+
+gh_or_annotate gh issue list --label "$label" --state open --limit 100 --json number,title \
+  --jq ".[] | select(.title == \"$title\") | .number" >"$work/numbers"
+number=$(head -n 1 "$work/numbers")
+body >"$work/body.md"
+
 if [ -n "$number" ]; then
-  body | gh issue comment "$number" --body-file -
+  gh_or_annotate gh issue comment "$number" --body-file "$work/body.md"
   echo "commented on issue #$number"
 else
-  body | gh issue create --title "$title" --label "$label" --body-file -
+  gh_or_annotate gh issue create --title "$title" --label "$label" --body-file "$work/body.md"
   echo "opened an issue: $title"
 fi

@@ -27,6 +27,7 @@ Yahoo's stale quote, not a rate: it counts as missing.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -152,6 +153,11 @@ class YahooSource:
     def _download_with_retries(
         self, tickers: list[str], start: pd.Timestamp, end: pd.Timestamp
     ) -> pd.DataFrame:
+        """One batched download, retried with a doubling wait (``backoff_seconds``: minutes in the
+        shipped configuration, since Yahoo's rate limiting of cloud runners lasts minutes).
+
+        The final error says what yfinance itself reported per ticker (a rate limit, a
+        delisting), not only that the frame came back empty."""
         cause = "no attempt made"
         for attempt in range(self._retries):
             try:
@@ -164,32 +170,40 @@ class YahooSource:
                     if len(missing_tickers(canonical, tickers)) < len(tickers):
                         return canonical
                 cause = (
+                    f"yfinance reported {self._yf_errors}" if self._yf_errors else
                     "yfinance returned an empty frame (that is how it reports a network "
                     "failure or a refusal by Yahoo)"
                 )
             self._log(f"Yahoo download attempt {attempt + 1}/{self._retries} failed: {cause}")
             if attempt + 1 < self._retries:
-                self._sleep(self._backoff * 2**attempt)
+                wait_s = self._backoff * 2**attempt
+                self._log(f"next Yahoo download attempt in {_duration(wait_s)}")
+                self._sleep(wait_s)
         raise DataUnavailable(
             f"Yahoo returned no data for {len(tickers)} tickers after {self._retries} "
             f"attempts: {cause}"
         )
 
     def _call(self, tickers: Sequence[str], start: pd.Timestamp, end: pd.Timestamp) -> Any:
+        """One ``yfinance.download``; what yfinance logs as failed downloads (it never raises
+        for them) is kept, in one line, in ``self._yf_errors``."""
         download = self._download
         if download is None:
             import yfinance  # imported on first use: it is slow to import
 
             download = yfinance.download
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _YFinanceErrors() as errors:
             # yfinance 1.7 still passes pandas' deprecated `inplace=`: noise, not ours.
             warnings.simplefilter("ignore", getattr(pd.errors, "Pandas4Warning", DeprecationWarning))
-            return download(
-                list(tickers),
-                start=str(start.date()),
-                end=str((end + pd.Timedelta(days=1)).date()),  # yfinance's end is exclusive
-                **DOWNLOAD_OPTIONS,
-            )
+            try:
+                return download(
+                    list(tickers),
+                    start=str(start.date()),
+                    end=str((end + pd.Timedelta(days=1)).date()),  # yfinance's end is exclusive
+                    **DOWNLOAD_OPTIONS,
+                )
+            finally:
+                self._yf_errors = errors.summary()
 
     def _cacheable(
         self, raw: pd.DataFrame, tickers: list[str], config: Config, end: pd.Timestamp
@@ -351,6 +365,51 @@ def _naive_dates(index: pd.Index) -> pd.DatetimeIndex:
     if idx.tz is not None:
         idx = idx.tz_localize(None)  # keep the exchange's local date
     return pd.DatetimeIndex(idx.normalize(), name=None).as_unit("ns")
+
+
+class _YFinanceErrors(logging.Handler):
+    """Collects the per-ticker errors yfinance logs during one download (``['SPY', 'QQQ']:
+    YFRateLimitError(...)``), whatever level the application gave yfinance's logger."""
+
+    _HEADER = re.compile(r"\d+ Failed downloads?:")
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.lines: list[str] = []
+        self._logger = logging.getLogger("yfinance")
+
+    _LINE = re.compile(r"\[(?P<tickers>[^\]]*)\]: (?P<error>.+)")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = " ".join(record.getMessage().split())
+        if not text or self._HEADER.fullmatch(text):
+            return
+        m = self._LINE.fullmatch(text)
+        if m:  # the error first: a long list of tickers must not push it out of the line
+            tickers = [t.strip(" '\"") for t in m["tickers"].split(",") if t.strip()]
+            shown = ", ".join(sorted(tickers)[:3]) + (", ..." if len(tickers) > 3 else "")
+            text = f"{m['error']} for {len(tickers)} ticker{'' if len(tickers) == 1 else 's'} ({shown})"
+        self.lines.append(text)
+
+    def summary(self, limit: int = 240) -> str:
+        text = "; ".join(self.lines)
+        return text if len(text) <= limit else text[: limit - 3] + "..."
+
+    def __enter__(self) -> _YFinanceErrors:
+        self._saved = (self._logger.level, self._logger.propagate)
+        self._logger.setLevel(logging.ERROR)
+        self._logger.propagate = False  # collected here, said once in the run's own error line
+        self._logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._saved[0])
+        self._logger.propagate = self._saved[1]
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
 def _one_line(exc: BaseException) -> str:

@@ -125,6 +125,40 @@ def _swap_in(building: Path, out: Path, old: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+PLACEHOLDER_HOME = """# almost surely
+
+**The experiment starts at the next session.** This site is built from the audit trail in
+`state/`, which holds no session yet: after the next close of New York or Paris, the daily
+run books the first session of the EUR {capital:,.0f} paper portfolio and this page shows it.
+
+Until then, read [what the experiment is](about.md).
+"""
+
+
+def build_placeholder(out: Path, *, config: Config) -> Path:
+    """The site of a state with no session yet (a new fork): a home page saying that the
+    experiment starts at the next session, and the hand-written pages (but the methodology,
+    which shows generated charts). Built like the real one
+    (strict), so that the Pages deployment works from day one; its build date is the clock's,
+    since there is no state to date it."""
+    out = Path(out)
+    root = project_root()
+    _check_out(out, root / "state", root)
+    with tempfile.TemporaryDirectory(prefix="almost-surely-site-") as tmp:
+        work = Path(tmp)
+        docs = work / "docs"
+        docs.mkdir()
+        extra = _copy_handwritten(root / "docs", docs, config)
+        (docs / "methodology.md").unlink(missing_ok=True)  # it links to generated pages and charts
+        (docs / "index.md").write_text(PLACEHOLDER_HOME.format(capital=config.portfolio.starting_capital_eur),
+                                       encoding="utf-8")
+        about = ["about.md"] if (docs / "about.md").exists() else []
+        nav: list[Any] = [{"Home": "index.md"}] + ([{"About": about + extra}] if about or extra else [])
+        cfg_path = write_mkdocs_config(work, root, docs, out, nav, synthetic=False)
+        _run_mkdocs(cfg_path, _epoch(dt.datetime.now(dt.UTC).date()))
+    return out
+
+
 # --- reading the state ----------------------------------------------------------------
 
 

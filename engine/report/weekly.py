@@ -346,7 +346,7 @@ def render(r: WeeklyReport) -> str:
     n = len(r.sessions)
     line = f"{n} session{'s' if n != 1 else ''}, {first} .. {last}"
     if n < r.sessions_in_week:
-        line += f" (week in progress: {n} of {r.sessions_in_week} sessions)"
+        line += f" {IN_PROGRESS} {n} of {r.sessions_in_week} sessions)"
     out += [line + f". Prices: {md(r.source)}. Every figure is computed from the state folder.", ""]
 
     # performance
@@ -444,6 +444,28 @@ def write_weekly(state: Path, config: Config, week: str | None) -> Path:
         report = build_report(state, config, week)
         path = report_path(state, report.week)
         atomic_write_bytes(path, render(report).encode("utf-8"))
+    return path
+
+
+IN_PROGRESS = "(week in progress:"
+
+
+def refresh_previous_week(state: Path, config: Config) -> Path | None:
+    """Rewrite the report of the ISO week before the state's last session when it was written
+    while that week was still in progress (the weekly job ran before Friday's daily was
+    stored) and the state now holds more of it; returns its path, or None when nothing changed."""
+    p = StateStore(Path(state)).load()
+    if p is None or p.as_of is None:
+        return None
+    monday, _ = parse_week(iso_week(p.as_of))
+    week = iso_week(monday - dt.timedelta(days=7))
+    path = report_path(state, week)
+    if not path.exists() or IN_PROGRESS not in path.read_text(encoding="utf-8"):
+        return None
+    text = render(build_report(state, config, week)).encode("utf-8")
+    if text == path.read_bytes():
+        return None
+    atomic_write_bytes(path, text)
     return path
 
 
