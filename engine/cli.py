@@ -230,31 +230,6 @@ def _source(name: str, seed: int, cfg: Config, cache: Path | None):
     )
 
 
-def _policy(args: argparse.Namespace, cfg: Config, blind=None, run_budget_usd: float | None = None):
-    if args.policy != "llm":
-        if blind is not None or run_budget_usd is not None:
-            raise ConfigError("--blind and --budget-usd apply to --policy llm only")
-        return make_policy(args.policy, cfg)
-    key = os.environ.get("OPENAI_API_KEY", "").strip()
-    if not key:
-        raise ConfigError(
-            "OPENAI_API_KEY is not set: export it to use --policy llm "
-            "(and OPENAI_BASE_URL for a server other than OpenAI's), or use --policy rules"
-        )
-    from engine.llm.cache import ResponseCache
-    from engine.llm.client import ChatClient
-    from engine.llm.policy import LLMPolicy
-
-    client = ChatClient(api_key=key, base_url=os.environ.get("OPENAI_BASE_URL") or None, settings=cfg.llm)
-    cache = ResponseCache(args.cache / "llm" if args.cache else None)
-    if blind is None:
-        return LLMPolicy(cfg, client, cache, model=args.model, run_budget_usd=run_budget_usd)
-    from engine.llm.blind import BlindPolicy
-
-    inner = LLMPolicy(blind.config, client, cache, model=args.model, scrub=blind.scrub, run_budget_usd=run_budget_usd)
-    return BlindPolicy(inner, blind)
-
-
 def _source_label(name: str, seed: int) -> str:
     return f"demo seed={seed}" if name == "demo" else name
 
@@ -345,6 +320,138 @@ def _run_and_save(
     return p, done
 
 
+# --- arms ------------------------------------------------------------------------
+
+
+def _with_llm(args: argparse.Namespace) -> bool:
+    """The llm arms run with --policy llm, or whenever OPENAI_API_KEY is set."""
+    return args.policy == "llm" or bool(os.environ.get("OPENAI_API_KEY", "").strip())
+
+
+def _llm_factory(args: argparse.Namespace, blind=None, run_budget_usd: float | None = None):
+    """Builds each llm arm's policy: one client and one response cache for all of them."""
+    key = os.environ.get("OPENAI_API_KEY", "").strip()
+    if not key:
+        raise ConfigError(
+            "OPENAI_API_KEY is not set: export it to use --policy llm "
+            "(and OPENAI_BASE_URL for a server other than OpenAI's), or use --policy rules"
+        )
+    from engine.llm.cache import ResponseCache
+    from engine.llm.client import ChatClient
+    from engine.llm.policy import LLMPolicy
+
+    made: dict[str, object] = {}
+
+    def make(spec, cfg: Config):
+        if "client" not in made:
+            made["client"] = ChatClient(api_key=key, base_url=os.environ.get("OPENAI_BASE_URL") or None,
+                                        settings=cfg.llm)
+            made["cache"] = ResponseCache(args.cache / "llm" if args.cache else None)
+        model = spec.model or args.model
+        prompt = spec.prompt or "behavioural"
+        if blind is None:
+            return LLMPolicy(cfg, made["client"], made["cache"], model=model, run_budget_usd=run_budget_usd,
+                             prompt=prompt)
+        from engine.llm.blind import BlindPolicy
+
+        inner = LLMPolicy(blind.config, made["client"], made["cache"], model=model, scrub=blind.scrub,
+                          run_budget_usd=run_budget_usd, prompt=prompt)
+        return BlindPolicy(inner, blind)
+
+    return make
+
+
+def _experiment(args: argparse.Namespace, cfg: Config, root: Path, label: str, synthetic: bool, durable: bool,
+                blind=None, run_budget_usd: float | None = None):
+    from engine.arms import headline_spec, open_experiment, select_arms
+
+    with_llm = _with_llm(args)
+    head = headline_spec(cfg, args.policy)
+    specs = select_arms(cfg, head, with_llm)
+    factory = _llm_factory(args, blind, run_budget_usd) if with_llm else None
+    return open_experiment(root, cfg, specs, head, label, synthetic, factory, durable=durable)
+
+
+def _run_experiment(exp, sessions: Sequence[pd.Timestamp], market: MarketData, progress: bool) -> float:
+    """Run every arm over `sessions` (each skips what it has done); seconds per session."""
+    import time
+
+    from engine.arms import run_experiment
+    from engine.indicators import compute_indicators
+
+    cfg = exp.headline.ctx.config
+    for arm in exp.arms:
+        check_data(market, arm.portfolio, arm.ctx.config)
+    ind = compute_indicators(market, cfg)
+    first = min((a.portfolio.as_of for a in exp.arms if a.portfolio.as_of is not None), default=None)
+    todo = [d for d in sessions if first is None or d.date() > first]
+    bar = None
+    if progress and len(todo) > 1:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TimeRemainingColumn(), TextColumn("{task.fields[day]}"), transient=False)
+        bar.start()
+        task = bar.add_task(f"sessions x {len(exp.arms)} arms", total=len(todo), day="")
+
+    def on_session(d: pd.Timestamp) -> None:
+        if bar is not None:
+            last = exp.headline.unsaved[-1].equity["nav_eur"] if exp.headline.unsaved else float("nan")
+            bar.update(task, advance=1, day=f"{d.date()}  {exp.headline.name} NAV {last:,.2f} EUR")
+
+    t0 = time.perf_counter()
+    try:
+        run_experiment(exp, todo, market, ind, on_session=on_session)
+    finally:
+        if bar is not None:
+            bar.stop()
+    for arm in exp.arms:
+        if arm.failure and arm is not exp.headline:
+            print(f"arm {arm.name} FAILED and stopped (the other arms went on): {arm.failure}", file=sys.stderr)
+    if exp.headline.error is not None:  # the other arms are saved; the run fails as a single one would
+        raise exp.headline.error
+    return (time.perf_counter() - t0) / max(len(todo), 1)
+
+
+def _judge(exp, market: MarketData, cfg: Config) -> dict:
+    """The verdict and analytics of every arm, written to STATE/experiment.json."""
+    from engine.arms import read_manifest
+    from engine.backtest.evaluate import close_eur
+    from engine.backtest.experiment import judge_arms
+    from engine.state import atomic_write_bytes, dumps
+
+    stores = {a.name: a.store for a in exp.arms}
+    result = judge_arms(stores, cfg, read_manifest(exp.root.root), close_eur(market, cfg))
+    atomic_write_bytes(exp.root.root / "experiment.json", dumps(result), durable=exp.root.durable)
+    return result
+
+
+def _print_arms(result: dict, seconds_per_session: float, n_arms: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Arms ({n_arms}), EUR; excess and p against {result.get('reference')}")
+    for col in ("arm", "NAV EUR", "return", "Sharpe", "max DD", "excess/yr", "p", "MDE/yr", "turnover", "cash", "cuts"):
+        table.add_column(col, justify="left" if col == "arm" else "right", no_wrap=True)
+
+    def f(v, fmt):
+        return "n/a" if v is None or v != v else fmt.format(v)
+
+    for name, a in result["arms"].items():
+        perf, v, an = a["performance"], a.get("verdict", {}), a["analytics"]
+        table.add_row(name, f(perf.get("final_nav_eur"), "{:,.2f}"), f(perf.get("total_return"), "{:+.2%}"),
+                      f(perf.get("sharpe"), "{:.2f}"), f(perf.get("max_drawdown"), "{:.1%}"),
+                      f(v.get("mean_excess_ann"), "{:+.1%}"), f(v.get("p_value"), "{:.2f}"),
+                      f(a.get("mde", {}).get("mde_ann"), "{:.1%}"), f(an.get("turnover_ann"), "{:.1f}x"),
+                      f(an.get("time_in_cash"), "{:.0%}"), str(sum(an["cuts"]["by_rule"].values())))
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    tc = result.get("treatment_vs_control")
+    if tc:
+        print("Treatment vs control:", tc["sentence"] + ";", tc["mde"]["sentence"])
+    print(f"Arms: {seconds_per_session * 1000:.0f} ms per session for {n_arms} arms "
+          f"(states in arms/<arm>/, the verdicts in experiment.json)")
+
+
 # --- demo ------------------------------------------------------------------------
 
 
@@ -357,19 +464,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise ConfigError(f"only {len(sessions)} sessions exist before {end.date()}; ask for fewer")
     end = sessions[-1]
     label = _source_label("demo", args.seed)
-    store = StateStore(args.out / "state", durable=False)
-    p = _open_state(store, cfg, label)
+    exp = _experiment(args, cfg, args.out / "state", label, synthetic=True, durable=False)
+    store, p = exp.root, exp.headline.portfolio
     if p.as_of is not None and p.as_of < sessions[0].date() - dt.timedelta(days=7):
         raise StateCorrupt(f"{store.root} ends on {p.as_of}, long before this demo starts ({sessions[0].date()}): use a new --out")
 
     print(f"almost surely demo: SYNTHETIC market (seed {args.seed}), {len(sessions)} sessions "
-          f"{sessions[0].date()} .. {end.date()}, policy {args.policy}, state in {store.root}")
+          f"{sessions[0].date()} .. {end.date()}, policy {args.policy}, {len(exp.arms)} arms "
+          f"({', '.join(a.name for a in exp.arms)}), state in {store.root}")
     market = _load_market(_source("demo", args.seed, cfg, None), cfg, sessions[0], end)
-    ctx = StepContext(config=cfg, policy=_policy(args, cfg), source=label, synthetic=True)
-    p, done = _run_and_save(store, p, sessions, market, ctx, progress=True)
-    if not done:
+    before = exp.headline.portfolio.as_of
+    per_session = _run_experiment(exp, sessions, market, progress=True)
+    p = exp.headline.portfolio
+    if p.as_of == before:
         print(f"Nothing to do: {store.root} is already up to date ({p.as_of}).")
     _print_summary(store, p, cfg, args.policy, synthetic=True)
+    _print_arms(_judge(exp, market, cfg), per_session, len(exp.arms))
     if not args.no_site:
         from engine.report.site import build_site
 
@@ -421,23 +531,29 @@ def cmd_daily(args: argparse.Namespace) -> int:
         print(f"{d.date()} is not a session of {' or '.join(sorted(codes))}: nothing to do.")
         return 0
     label = _source_label(args.source, args.seed)
-    store = StateStore(args.state)
-    p = _open_state(store, cfg, label)
-    if p.as_of is not None and p.as_of >= d.date():
-        print(f"{d.date()} is already done (state as of {p.as_of}): nothing changed.")
+    exp = _experiment(args, cfg, args.state, label, synthetic=args.source == "demo", durable=True)
+    behind = [a.portfolio.as_of for a in exp.arms]
+    if all(x is not None and x >= d.date() for x in behind):
+        print(f"{d.date()} is already done (state as of {exp.headline.portfolio.as_of}): nothing changed.")
         return 0
-    if p.as_of is None:
+    done = [x for x in behind if x is not None]
+    if not done:
         sessions = pd.DatetimeIndex([d])
     else:
-        sessions = calendars.union_sessions(codes, p.as_of + dt.timedelta(days=1), d)
+        sessions = calendars.union_sessions(codes, min(done) + dt.timedelta(days=1), d)
         if len(sessions) > 1:
-            log.info("catching up %d sessions missed since %s", len(sessions) - 1, p.as_of)
+            log.info("catching up %d sessions missed since %s", len(sessions) - 1, min(done))
     market = _load_market(_source(args.source, args.seed, cfg, args.cache), cfg, sessions[0], d)
     if d not in market.index:
         raise EngineError(f"the {args.source} data has no bar for {d.date()} yet: run again after the close")
-    ctx = StepContext(config=cfg, policy=_policy(args, cfg), source=label, synthetic=args.source == "demo")
-    p, done = _run_and_save(store, p, sessions, market, ctx, progress=False)
-    last = done[-1]
+    head = exp.headline
+    n_before = len(head.done)
+    per_session = _run_experiment(exp, sessions, market, progress=False)
+    if len(head.done) == n_before:
+        print(f"{d.date()}: the headline arm {head.name} was already done; the other arms caught up.")
+        _judge(exp, market, cfg)
+        return 0
+    last = head.done[-1]
     rec = last.record
     line = (
         f"{d.date()}: NAV {last.equity['nav_eur']:,.2f} EUR, {len(last.fills)} fill(s), "
@@ -447,12 +563,18 @@ def cmd_daily(args: argparse.Namespace) -> int:
     if usage:
         tokens = usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
         line += f", model {usage.get('model')}, {tokens:,} tokens, {usage.get('cost_usd', 0):.4f} USD"
-    if len(done) > 1:
-        line += f", {len(done)} sessions run"
+    if len(head.done) - n_before > 1:
+        line += f", {len(head.done) - n_before} sessions run"
     print(line)
     fallback = rec["answer"].get("fallback")
     if fallback:
         print(f"{d.date()}: the decision was an explicit HOLD: {fallback}")
+    result = _judge(exp, market, cfg)
+    print(f"{len(exp.arms)} arms ({', '.join(a.name for a in exp.arms)}) in {args.state}/arms/, "
+          f"{per_session:.2f} s per session; verdicts in {args.state}/experiment.json")
+    tc = result.get("treatment_vs_control")
+    if tc:
+        print("Treatment vs control:", tc["sentence"])
     return 0
 
 
@@ -460,6 +582,7 @@ def cmd_daily(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
+    from engine.arms import read_manifest
     from engine.backtest.evaluate import evaluate
 
     cfg = load_config(args.config)
@@ -469,12 +592,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     sessions = calendars.union_sessions(codes, args.start, args.end)
     if len(sessions) < 2:
         raise ConfigError(f"{args.start.date()}..{args.end.date()} holds {len(sessions)} session(s): need at least 2")
+    if (args.blind or args.budget_usd is not None) and args.policy != "llm":
+        raise ConfigError("--blind and --budget-usd apply to --policy llm only")
     label = _source_label(args.source, args.seed)
-    store = StateStore(args.out / "state", durable=False)
-    p = _open_state(store, cfg, label)
-    if p.inception is not None and p.inception != sessions[0].date():
-        raise StateCorrupt(f"{store.root} is a backtest that began on {p.inception}, not {sessions[0].date()}: "
-                           "use a new --out")
     market = _load_market(_source(args.source, args.seed, cfg, args.cache), cfg, sessions[0], sessions[-1])
     sessions = sessions[sessions.isin(market.index)]
 
@@ -483,30 +603,41 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     in_sample = bool(cutoff and sessions[0].date() <= cutoff and not args.blind)
     blind = None
     if args.blind:
-        if args.policy != "llm":
-            raise ConfigError("--blind applies to --policy llm only")
         from engine.llm.blind import Blind
 
         anchors = market.close.ffill().loc[sessions[0]].to_dict()
-        blind = Blind(cfg, anchors)
-    policy = _policy(args, cfg, blind=blind, run_budget_usd=args.budget_usd)
+        blind = Blind(cfg, anchors, seed=args.seed)
+    exp = _experiment(args, cfg, args.out / "state", label, synthetic=args.source == "demo", durable=False,
+                      blind=blind, run_budget_usd=args.budget_usd)
+    p = exp.headline.portfolio
+    if p.inception is not None and p.inception != sessions[0].date():
+        raise StateCorrupt(f"{exp.root.root} is a backtest that began on {p.inception}, not {sessions[0].date()}: "
+                           "use a new --out")
     run_info = {
         "policy": args.policy, "model": model if args.policy == "llm" else None, "source": label,
         "synthetic": args.source == "demo", "start": sessions[0].date().isoformat(),
         "end": sessions[-1].date().isoformat(), "sessions": len(sessions), "blind": args.blind,
+        "label": "blind" if args.blind else ("in-sample" if in_sample else "after the knowledge cutoff" if cutoff else None),
         "knowledge_cutoff": cutoff.isoformat() if cutoff else None, "in_sample": in_sample,
-        "budget_usd": args.budget_usd,
+        "budget_usd": args.budget_usd, "headline": exp.headline.name, "arms": [a.name for a in exp.arms],
     }
     print(f"almost surely backtest: {run_info['start']} .. {run_info['end']}, {len(sessions)} sessions, "
           f"policy {args.policy}" + (f" ({model}{', blind' if args.blind else ''})" if args.policy == "llm" else "")
-          + f", source {label}" + (" (SYNTHETIC)" if args.source == "demo" else ""))
+          + f", source {label}" + (" (SYNTHETIC)" if args.source == "demo" else "")
+          + f", {len(exp.arms)} arms ({', '.join(run_info['arms'])})")
     if in_sample:
         print(f"IN-SAMPLE: the run starts before {model}'s knowledge cutoff ({cutoff}); the model may remember "
-              "what happened. Use --blind or a later window for an out-of-sample test.")
-    ctx = StepContext(config=cfg, policy=policy, source=label, synthetic=args.source == "demo")
-    p, done = _run_and_save(store, p, sessions, market, ctx, progress=True)
-    metrics = evaluate(store, market, cfg, run_info, args.out, charts=not args.no_charts)
+              "what happened. Only a window after the cutoff is out of sample (--blind hides names, dates and price "
+              "levels: such a run is labelled blind, not out-of-sample).")
+    per_session = _run_experiment(exp, sessions, market, progress=True)
+    arms = {a.name: a.store for a in exp.arms}
+    metrics = evaluate(exp.root, arms, exp.headline.name, market, cfg, run_info, args.out,
+                       charts=not args.no_charts, manifest=read_manifest(exp.root.root))
+    from engine.state import atomic_write_bytes, dumps
+
+    atomic_write_bytes(exp.root.root / "experiment.json", dumps(metrics["experiment"]), durable=False)
     _print_metrics(metrics)
+    _print_arms(metrics["experiment"], per_session, len(exp.arms))
     print(f"metrics: {args.out / 'metrics.json'}" + ("" if args.no_charts else f"; charts: {args.out / 'charts'}"))
     return 0
 
@@ -526,7 +657,8 @@ def _print_metrics(metrics: dict) -> None:
     for _, head, _ in cols:
         table.add_column(head, justify="right", no_wrap=True)
     rows = [(f"Strategy ({run_info['policy']})", metrics["strategy"])]
-    rows += [(LABELS.get(k, k), m) for k, m in metrics["benchmarks"].items()]
+    names = {**LABELS, **metrics.get("labels", {})}
+    rows += [(names.get(k, k), m) for k, m in metrics["benchmarks"].items()]
     for name, m in rows:
         cells = []
         for key, _, fmt in cols:

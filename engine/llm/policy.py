@@ -26,7 +26,7 @@ from engine.decision import Brief, Decision
 from engine.llm.brief import estimate_tokens, render_brief
 from engine.llm.cache import ResponseCache, request_key
 from engine.llm.client import ChatClient, Completion
-from engine.llm.prompt import PROMPT_VERSION, prompt_sha256, system_prompt
+from engine.llm.prompt import prompt_for, prompt_sha256
 from engine.llm.schema import AnswerInvalid, parse_answer
 from engine.policies import PolicyAnswer
 
@@ -56,6 +56,7 @@ class LLMPolicy:
         model: str | None = None,
         scrub: Callable[[str], str] | None = None,
         run_budget_usd: float | None = None,
+        prompt: str = "behavioural",
     ):
         self.cfg = config
         self.scrub = scrub  # applied to the rendered brief (blind mode)
@@ -64,7 +65,8 @@ class LLMPolicy:
         self.client = client
         self.cache = cache
         self.model = model or config.llm.model
-        self.system = system_prompt(config)
+        self.prompt = prompt  # the prompt family: "behavioural" (treatment) or "neutral" (control)
+        self.system, self.prompt_version = prompt_for(prompt, config)
         self.system_sha256 = prompt_sha256(self.system)
 
     def decide(self, brief: Brief) -> PolicyAnswer:
@@ -75,7 +77,7 @@ class LLMPolicy:
         s = self.cfg.llm
         usage: dict[str, Any] = {
             "model": self.model,
-            "prompt_version": PROMPT_VERSION,
+            "prompt_version": self.prompt_version,
             "prompt_sha256": self.system_sha256,
             "temperature": s.temperature,
             "seed": s.seed,
