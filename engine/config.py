@@ -242,9 +242,6 @@ def _check_arms(cfg: Config) -> None:
     if len(set(names)) != len(names):
         raise ValueError("duplicate arm names")
     known, tickers, keys = set(names), set(cfg.tickers), {b.key for b in cfg.benchmarks}
-    for ref in (cfg.arms.treatment, cfg.arms.control, cfg.arms.reference):
-        if ref is not None and ref not in known:
-            raise ValueError(f"arms: {ref!r} is not a declared arm")
     for a in cfg.arms.arm:
         if a.match_turnover_of is not None and (a.match_turnover_of not in known or a.match_turnover_of == a.name):
             raise ValueError(f"arm {a.name}: match_turnover_of {a.match_turnover_of!r} is not another arm")
@@ -259,6 +256,9 @@ def _check_arms(cfg: Config) -> None:
             raise ValueError(f"arm {a.name}: benchmark {a.benchmark!r} is not a [[benchmarks]] key")
         if a.prompt is not None and a.policy != "llm":
             raise ValueError(f"arm {a.name}: only an llm arm has a prompt")
+    for ref in (cfg.arms.treatment, cfg.arms.control, cfg.arms.reference):
+        if ref is not None and ref not in known:
+            raise ValueError(f"arms: {ref!r} is not a declared arm")
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

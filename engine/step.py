@@ -243,7 +243,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
         cuts += churn_cuts + guard_cuts
     else:  # a passive baseline: the guardrails would make it another portfolio
         final = orders
-    sold = sorted({f.ticker for f in fills if f.side == "sell"} | {o.ticker for o in final if o.side == "sell"})
+    sold = sorted({o.ticker for o in final if o.side == "sell"})  # a sale counts from its decision
     memory = remember_churn(p.churn, day, sold, sum(o.side == "buy" for o in final), since, cfg.churn)
 
     llm = p.llm

@@ -131,7 +131,8 @@ class LLMTotals(_Model):
 
 
 class ChurnMemory(_Model):
-    """What the churn guardrails remember: each ticker's last sale (decided or filled) and
+    """What the churn guardrails remember: the date each ticker was last sold (the sale's
+    decision) and
     the dates of the recent buy orders (one entry per order)."""
 
     last_sold: dict[str, dt.date] = {}

@@ -279,7 +279,7 @@ def remember_churn(
     memory: ChurnMemory, date: dt.date, sold: Sequence[str], bought: int,
     sessions_since: Callable[[dt.date], int], c: ChurnConfig,
 ) -> ChurnMemory:
-    """The memory after a session: `sold` tickers (filled or ordered today) and `bought`
+    """The memory after a session: `sold` tickers (sales decided today) and `bought`
     buy orders added, what is past the cooldown or the week forgotten."""
     last = {t: d for t, d in memory.last_sold.items() if sessions_since(d) <= c.reentry_cooldown_sessions}
     last.update(dict.fromkeys(sold, date))
