@@ -166,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--jobs", type=_positive_int, default=os.cpu_count() or 1, help="parallel processes (default: cores)")
     sw.add_argument("--config", type=Path, help="a TOML file whose keys override the defaults")
     sw.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="cache folder shared by the runs")
+    sw.add_argument("--max-jobs", type=_positive_int, help="the grid's budget: refuse a grid of more backtests")
+    sw.add_argument("--job-budget-usd", type=float, help="each llm backtest's LLM budget (--budget-usd, per llm arm)")
+    sw.add_argument("--plan", action="store_true",
+                    help="print the grid as a GitHub Actions matrix (JSON) instead of running it")
+    sw.add_argument("--aggregate", action="store_true",
+                    help="only build OUT/comparison.csv from the runs already under OUT (one row per run and arm)")
     return parser
 
 
@@ -683,10 +689,8 @@ def _sweep_one(argv: list[str]) -> tuple[list[str], int, str]:
     return argv, code, err.getvalue().strip().splitlines()[-1] if err.getvalue().strip() else ""
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
-    import json
-    from concurrent.futures import ProcessPoolExecutor
-
+def _sweep_jobs(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    """Every combination of the grid as (name, backtest argv)."""
     policies = [x for x in args.policies.split(",") if x]
     seeds = [int(x) for x in args.seeds.split(",") if x]
     models = [x for x in args.models.split(",") if x] or [None]
@@ -711,34 +715,78 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                             "--no-charts", "--cache", str(args.cache)]
                     if model:
                         argv += ["--model", model]
+                    if pol == "llm" and args.job_budget_usd is not None:
+                        argv += ["--budget-usd", f"{args.job_budget_usd:g}"]
                     if args.config:
                         argv += ["--config", str(args.config)]
                     jobs.append((name, argv))
+    if args.max_jobs is not None and len(jobs) > args.max_jobs:
+        raise ConfigError(f"the grid has {len(jobs)} backtests, more than --max-jobs {args.max_jobs}: shrink it")
+    return jobs
+
+
+def _comparison(out: Path, names: Sequence[str]) -> pd.DataFrame:
+    """One row per run and arm, from each run's metrics.json."""
+    import json
+
+    rows = []
+    for name in names:
+        path = out / name / "metrics.json"
+        if not path.exists():
+            continue
+        m = json.loads(path.read_text())
+        arms = (m.get("experiment") or {}).get("arms") or {"strategy": {"performance": m["strategy"],
+                                                                         "verdict": m.get("verdict", {})}}
+        tc = (m.get("experiment") or {}).get("treatment_vs_control") or {}
+        for arm, a in arms.items():
+            s, v = a["performance"], a.get("verdict") or {}
+            rows.append({"run": name, "arm": arm, "policy": m["run"]["policy"], "model": m["run"]["model"] or "",
+                         "start": m["run"]["start"], "end": m["run"]["end"],
+                         "cagr": s["cagr"], "sharpe": s["sharpe"], "max_drawdown": s["max_drawdown"],
+                         "cvar_95": s["cvar_95"], "excess_ann": v.get("mean_excess_ann"), "p_value": v.get("p_value"),
+                         "mde_ann": (a.get("mde") or {}).get("mde_ann"),
+                         "dsr": (a.get("deflated") or {}).get("dsr"), "llm_cost_usd": s.get("llm_cost_usd"),
+                         "treatment_vs_control_p": tc.get("p_value")})
+    return pd.DataFrame(rows)
+
+
+def _write_comparison(out: Path, names: Sequence[str]) -> None:
+    frame = _comparison(out, names)
+    if frame.empty:
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out / "comparison.csv", index=False)
+    with pd.option_context("display.width", 220, "display.max_columns", 20):
+        print(frame.drop(columns=["start", "end", "model"]).to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    print(f"comparison: {out / 'comparison.csv'}")
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """The grid in local processes, or (--plan) as a GitHub Actions matrix, or (--aggregate)
+    the table of the runs already in OUT (the matrix's final job)."""
+    import json
+    from concurrent.futures import ProcessPoolExecutor
+
+    if args.aggregate:
+        names = sorted(p.parent.name for p in args.out.glob("*/metrics.json"))
+        if not names:
+            raise ConfigError(f"no run with a metrics.json under {args.out}")
+        _write_comparison(args.out, names)
+        return 0
+    jobs = _sweep_jobs(args)
+    if args.plan:
+        print(json.dumps({"include": [{"name": n, "args": " ".join(a)} for n, a in jobs]}))
+        return 0
     print(f"sweep: {len(jobs)} backtests on {args.jobs} process(es) into {args.out}")
     failed = 0
-    rows = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         for (name, _), (_, code, last) in zip(jobs, pool.map(_sweep_one, [a for _, a in jobs]), strict=True):
             if code != 0:
                 failed += 1
                 print(f"  {name}: FAILED ({last})")
                 continue
-            m = json.loads((args.out / name / "metrics.json").read_text())
-            s, v = m["strategy"], m.get("verdict", {})
-            spy = m["benchmarks"].get("buy_and_hold_spy", {})
-            rows.append({"run": name, "policy": m["run"]["policy"], "model": m["run"]["model"] or "",
-                         "start": m["run"]["start"], "end": m["run"]["end"],
-                         "cagr": s["cagr"], "sharpe": s["sharpe"], "max_drawdown": s["max_drawdown"],
-                         "cvar_95": s["cvar_95"], "spy_cagr": spy.get("cagr"),
-                         "excess_ann": v.get("mean_excess_ann"), "p_value": v.get("p_value")})
             print(f"  {name}: done")
-    if rows:
-        frame = pd.DataFrame(rows)
-        args.out.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(args.out / "comparison.csv", index=False)
-        with pd.option_context("display.width", 200, "display.max_columns", 20):
-            print(frame.drop(columns=["start", "end"]).to_string(index=False, float_format=lambda x: f"{x:.4f}"))
-        print(f"comparison: {args.out / 'comparison.csv'}")
+    _write_comparison(args.out, [n for n, _ in jobs])
     return 1 if failed else 0
 
 

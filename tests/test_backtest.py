@@ -193,5 +193,8 @@ def test_a_sweep_runs_in_parallel_and_writes_one_comparison(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     table = pd.read_csv(tmp_path / "comparison.csv")
-    assert len(table) == 4 and set(table["policy"]) == {"rules", "hold"}
-    assert (table.loc[table["policy"] == "hold", "cagr"] == 0).all()
+    # One row per run and arm: the headline arms, and the offline arms that ran beside them.
+    head = table[table["arm"] == table["policy"]]
+    assert len(head) == 4 and set(head["policy"]) == {"rules", "hold"}
+    assert (head.loc[head["policy"] == "hold", "cagr"] == 0).all()
+    assert len(table[table["arm"] == "buy_and_hold_spy"]) == 4
