@@ -99,6 +99,7 @@ class Arm:
     unsaved: list[StepResult] = field(default_factory=list)
     done: list[StepResult] = field(default_factory=list)
     step_seconds: float = 0.0
+    inherited_versions: list[dict[str, Any]] = field(default_factory=list)  # from a headline it continues
 
     @property
     def name(self) -> str:
@@ -129,14 +130,22 @@ def open_experiment(
     existed becomes the headline arm's history (copied into ``arms/<headline>/``)."""
     root_store = StateStore(root, durable=durable)
     manifest = read_manifest(root)
-    if manifest and manifest.get("headline") != headline.name:
-        raise ConfigError(
-            f"{root} mirrors the arm '{manifest.get('headline')}', not '{headline.name}': run it with the same "
-            "--policy, or use another state folder"
-        )
+    inherited: list[dict[str, Any]] = []
+    previous = manifest.get("headline") if manifest else None
+    target = arm_store(root, headline.name, durable)
+    if previous is not None and previous != headline.name:
+        if target.portfolio_path.exists():
+            raise ConfigError(
+                f"{root} mirrors the arm '{previous}', not '{headline.name}' (which has a history of its own): run it "
+                "with the same --policy, or use another state folder"
+            )
+        # The headline changes policy: the new headline arm continues the root's portfolio (a
+        # version break, recorded), and the old one goes on from its own folder.
+        inherited = list(manifest["arms"].get(previous, {}).get("versions", []))
+        log.warning("arms: the headline becomes '%s', continuing the portfolio of '%s'", headline.name, previous)
     legacy = root_store.load()
-    if legacy is not None and not arm_store(root, headline.name, durable).portfolio_path.exists():
-        _migrate(root_store, arm_store(root, headline.name, durable).root)
+    if legacy is not None and not target.portfolio_path.exists():
+        _migrate(root_store, target.root)
         log.info("arms: the existing state becomes the history of the arm '%s'", headline.name)
     arms = []
     for spec in specs:
@@ -152,6 +161,7 @@ def open_experiment(
         ctx = StepContext(config=cfg, policy=policy, source=source, synthetic=synthetic, guarded=not spec.passive)
         arms.append(Arm(spec=spec, store=store, ctx=ctx, portfolio=p))
     head = next(a for a in arms if a.name == headline.name)
+    head.inherited_versions = inherited
     return Experiment(root=root_store, headline=head, arms=arms)
 
 
@@ -199,9 +209,11 @@ class _Prices:
         return {t: float(v) for t, v in row.items() if v == v}
 
 
-def _fill_lines(res: StepResult, lines: dict[str, float], p: Portfolio) -> StepResult:
-    """The headline's result with the benchmark columns of its equity row and record."""
-    cols = {f"benchmark_{k}_eur": round(v, 2) if v == v else float("nan") for k, v in sorted(lines.items())}
+def _fill_lines(res: StepResult, lines: dict[str, float], p: Portfolio, order: Sequence[str]) -> StepResult:
+    """The headline's result with the benchmark columns of its equity row and record, in
+    the configuration's order of the benchmarks."""
+    cols = {f"benchmark_{k}_eur": round(lines[k], 2) if lines[k] == lines[k] else float("nan")
+            for k in order if k in lines}
     record = dict(res.record)
     record["valuation"] = {**record["valuation"], **cols}
     return dataclasses.replace(res, portfolio=p, equity={**res.equity, **cols}, record=record)
@@ -243,7 +255,7 @@ def step_session(exp: Experiment, d: pd.Timestamp, market: MarketData, ind: Indi
     lines.update(index_navs)
     p = res.portfolio.model_copy(update={"benchmarks": holdings})
     head.portfolio = p
-    head.unsaved[-1] = _fill_lines(res, lines, p)
+    head.unsaved[-1] = _fill_lines(res, lines, p, [b.key for b in config.benchmarks])
 
 
 def save(exp: Experiment) -> None:
@@ -306,7 +318,7 @@ def write_manifest(exp: Experiment) -> None:
     for arm in exp.arms:
         p = arm.portfolio
         prev = old.get(arm.name, {})
-        versions = list(prev.get("versions", []))
+        versions = list(prev.get("versions", [])) or list(arm.inherited_versions)
         now = _version(arm)
         if p.as_of is not None and (not versions or {k: versions[-1].get(k) for k in now} != now):
             first = p.inception if not versions or not arm.done else arm.done[0].date.date()

@@ -211,6 +211,10 @@ class Config(_Frozen):
             raise ValueError("guardrails: min_cash + max_gross_exposure must not exceed 1")
         return self
 
+    def without_arms(self) -> Config:
+        """A copy with no arms (for a universe the default arms do not fit)."""
+        return self.with_overrides(arms={"arm": [], "treatment": None, "control": None, "reference": None})
+
     @cached_property
     def arm_by_name(self) -> dict[str, ArmConfig]:
         return {a.name: a for a in self.arms.arm}
@@ -247,7 +251,8 @@ def _check_arms(cfg: Config) -> None:
             raise ValueError(f"arm {a.name}: match_turnover_of {a.match_turnover_of!r} is not another arm")
         bad = sorted(set(a.weights) - tickers)
         if bad:
-            raise ValueError(f"arm {a.name}: weights name tickers outside the universe: {', '.join(bad)}")
+            raise ValueError(f"arm {a.name}: weights name tickers outside the universe: {', '.join(bad)} "
+                             "(a custom universe declares its own [[arms.arm]])")
         if sum(a.weights.values()) > 1 + 1e-9 or any(w < 0 for w in a.weights.values()):
             raise ValueError(f"arm {a.name}: weights must be non-negative and sum to at most 1")
         if a.policy == "buy_and_hold" and not a.weights:
