@@ -306,3 +306,22 @@ def test_a_failing_llm_arm_stops_alone(tmp_path, capsys, llm_env):
     manifest = json.loads((state / "arms.json").read_text())
     assert "budget" in manifest["arms"]["control"]["failure"]
     assert not (state / "arms" / "control" / "equity.parquet").exists() or len(_eq(state / "arms" / "control")) == 0
+
+
+def test_blind_mode_shuffles_aliases_per_run_and_gives_no_price_level_or_currency_away(config, demo_market):
+    from engine.llm.blind import Blind
+    from engine.llm.brief import render_brief
+
+    held = {"MC.PA": Position(ticker="MC.PA", qty=2, cost_eur=1_500.0), "SPY": Position(ticker="SPY", qty=3, cost_eur=1_300.0)}
+    brief = _brief(config, demo_market, positions=held, cash=6_000.0)
+    anchors = demo_market.close.ffill().loc[pd.Timestamp("2024-01-02")].to_dict()
+    a, b = Blind(config, anchors, seed=1), Blind(config, anchors, seed=2)
+    assert a.alias != b.alias and set(a.alias.values()) == set(b.alias.values())
+    masked = a.mask(brief)
+    for t, pos in brief.positions.items():
+        m = masked.positions[a.alias[t]]
+        assert m.value_eur == pos.value_eur and m.qty * m.price_eur == pytest.approx(pos.value_eur)
+        assert m.qty != pos.qty and m.currency == "EUR"
+    text = render_brief(masked, a.config)
+    assert "USD" not in text and "MC.PA" not in text and "SPY" not in text
+    assert list(masked.assets) == sorted(masked.assets)  # the universe's order would tell the names
