@@ -239,6 +239,8 @@ class EqualWeightPolicy:
         if short and cash > 0:
             scale = min(1.0, cash / total)
             for t, amount in short.items():
+                if amount * scale < self.band * target * nav:
+                    continue  # too small once the cash is shared out: the commission minimum would bite
                 actions.append(Action(ticker=t, action="buy", percent=round(100 * amount * scale / brief.cash_available_eur, 6),
                                       reason=f"equal weight: {weight[t]:.2%} of NAV, target {target:.2%}"))
         return PolicyAnswer(decision=Decision(
