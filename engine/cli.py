@@ -21,7 +21,7 @@ from engine.config import Config, load_config
 from engine.data import calendars
 from engine.data.market import MarketData
 from engine.errors import ConfigError, EngineError, StateCorrupt
-from engine.policies import POLICIES, make_policy
+from engine.policies import POLICIES
 from engine.portfolio.ledger import Portfolio
 from engine.state import StateStore
 from engine.step import StepContext, StepResult, check_data, run
