@@ -23,7 +23,7 @@ from engine.config import Config, load_config
 from engine.data import calendars
 from engine.data.market import MarketData
 from engine.errors import ConfigError, EngineError, StateCorrupt, StateUnwritable
-from engine.policies import POLICIES, make_policy
+from engine.policies import POLICIES
 from engine.portfolio.ledger import Portfolio
 from engine.state import StateStore, check_config, state_lock
 from engine.step import StepContext, StepResult, check_data, run
@@ -209,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--jobs", type=_positive_int, default=os.cpu_count() or 1, help="parallel processes (default: cores)")
     sw.add_argument("--config", type=Path, help="a TOML file whose keys override the defaults")
     sw.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="cache folder shared by the runs")
+    sw.add_argument("--max-jobs", type=_positive_int, help="the grid's budget: refuse a grid of more backtests")
+    sw.add_argument("--job-budget-usd", type=float, help="each llm backtest's LLM budget (--budget-usd, per llm arm)")
+    sw.add_argument("--plan", action="store_true",
+                    help="print the grid as a GitHub Actions matrix (JSON) instead of running it")
+    sw.add_argument("--aggregate", action="store_true",
+                    help="only build OUT/comparison.csv from the runs already under OUT (one row per run and arm)")
 
     md = sub.add_parser("models", help="list the model registry: price, cutoff, shutdown, what is sent",
                         description="Every row of engine/llm/models.toml, or the row a model id resolves to.")
@@ -298,39 +304,6 @@ def _source(name: str, seed: int, cfg: Config, cache: Path | None, data: Path | 
     )
 
 
-def _policy(args: argparse.Namespace, cfg: Config, blind=None, run_budget_usd: float | None = None,
-            today: dt.date | None = None):
-    """The policy of --policy; for llm with `today` (a live run), the key and the model are
-    checked against the server first (before any market data is downloaded)."""
-    if args.policy != "llm":
-        if blind is not None or run_budget_usd is not None:
-            raise ConfigError("--blind and --budget-usd apply to --policy llm only")
-        return make_policy(args.policy, cfg)
-    key = os.environ.get("OPENAI_API_KEY", "").strip()
-    if not key:
-        raise ConfigError(
-            "OPENAI_API_KEY is not set: export it to use --policy llm "
-            "(and OPENAI_BASE_URL for a server other than OpenAI's), or use --policy rules"
-        )
-    from engine.llm.cache import ResponseCache
-    from engine.llm.client import ChatClient
-    from engine.llm.policy import LLMPolicy
-
-    client = ChatClient(api_key=key, base_url=os.environ.get("OPENAI_BASE_URL") or None, settings=cfg.llm)
-    cache = ResponseCache(args.cache / "llm" if args.cache else None)
-    if today is not None:
-        from engine.llm.policy import preflight
-
-        for note in preflight(cfg, client, args.model or cfg.llm.model, today):
-            log.warning("llm: %s", note)
-    if blind is None:
-        return LLMPolicy(cfg, client, cache, model=args.model, run_budget_usd=run_budget_usd)
-    from engine.llm.blind import BlindPolicy
-
-    inner = LLMPolicy(blind.config, client, cache, model=args.model, scrub=blind.scrub, run_budget_usd=run_budget_usd)
-    return BlindPolicy(inner, blind)
-
-
 def _source_label(name: str, seed: int) -> str:
     return f"demo seed={seed}" if name == "demo" else name
 
@@ -346,21 +319,6 @@ def _load_market(src, cfg: Config, first: pd.Timestamp, end: pd.Timestamp) -> Ma
     for issue in market.issues:
         log.warning("data: %s %s: %s", issue.ticker, issue.kind, issue.detail)
     return market
-
-
-def _open_state(store: StateStore, cfg: Config, label: str) -> Portfolio:
-    """Lock the state folder for the rest of the command, then load and check it: all
-    before any download or LLM call."""
-    _LOCKS.enter_context(state_lock(store.root))
-    p = store.load()
-    if p is None:
-        return Portfolio.initial(cfg.portfolio.starting_capital_eur, source=label)
-    if p.source != label:  # the state is sound; the flags are wrong
-        raise ConfigError(
-            f"{store.root} holds a portfolio priced by '{p.source}', not '{label}': refusing to mix sources"
-        )
-    check_config(p, cfg, store.root)
-    return p
 
 
 def _progress_text(r: StepResult) -> str:
@@ -425,6 +383,151 @@ def _run_and_save(
     return p, done
 
 
+# --- arms ------------------------------------------------------------------------
+
+
+def _with_llm(args: argparse.Namespace) -> bool:
+    """The llm arms run with --policy llm, or whenever OPENAI_API_KEY is set."""
+    return args.policy == "llm" or bool(os.environ.get("OPENAI_API_KEY", "").strip())
+
+
+def _llm_factory(args: argparse.Namespace, blind=None, run_budget_usd: float | None = None,
+                 today: dt.date | None = None):
+    """Builds each llm arm's policy: one client and one response cache for all of them. With
+    `today` (a live run), each model is checked against the server first (key, model served,
+    not shut down), before any market data is downloaded."""
+    key = os.environ.get("OPENAI_API_KEY", "").strip()
+    if not key:
+        raise ConfigError(
+            "OPENAI_API_KEY is not set: export it to use --policy llm "
+            "(and OPENAI_BASE_URL for a server other than OpenAI's), or use --policy rules"
+        )
+    from engine.llm.cache import ResponseCache
+    from engine.llm.client import ChatClient
+    from engine.llm.policy import LLMPolicy
+
+    made: dict[str, object] = {}
+
+    def make(spec, cfg: Config):
+        if "client" not in made:
+            made["client"] = ChatClient(api_key=key, base_url=os.environ.get("OPENAI_BASE_URL") or None,
+                                        settings=cfg.llm)
+            made["cache"] = ResponseCache(args.cache / "llm" if args.cache else None)
+        model = spec.model or args.model
+        prompt = spec.prompt or "behavioural"
+        checked = made.setdefault("checked", set())
+        if today is not None and (model or cfg.llm.model) not in checked:
+            from engine.llm.policy import preflight
+
+            for note in preflight(cfg, made["client"], model or cfg.llm.model, today):
+                log.warning("llm: %s", note)
+            checked.add(model or cfg.llm.model)
+        if blind is None:
+            return LLMPolicy(cfg, made["client"], made["cache"], model=model, run_budget_usd=run_budget_usd,
+                             prompt=prompt)
+        from engine.llm.blind import BlindPolicy
+
+        inner = LLMPolicy(blind.config, made["client"], made["cache"], model=model, scrub=blind.scrub,
+                          run_budget_usd=run_budget_usd, prompt=prompt)
+        return BlindPolicy(inner, blind)
+
+    return make
+
+
+def _experiment(args: argparse.Namespace, cfg: Config, root: Path, label: str, synthetic: bool, durable: bool,
+                blind=None, run_budget_usd: float | None = None, today: dt.date | None = None):
+    """Lock the state folder for the rest of the command (every arm under it), then open and
+    check every arm's state: all before any LLM call."""
+    from engine.arms import headline_spec, open_experiment, select_arms
+
+    with_llm = _with_llm(args)
+    head = headline_spec(cfg, args.policy)
+    specs = select_arms(cfg, head, with_llm)
+    factory = _llm_factory(args, blind, run_budget_usd, today) if with_llm else None
+    _LOCKS.enter_context(state_lock(Path(root)))
+    return open_experiment(root, cfg, specs, head, label, synthetic, factory, durable=durable, build=_build())
+
+
+def _run_experiment(exp, sessions: Sequence[pd.Timestamp], market: MarketData, progress: bool) -> float:
+    """Run every arm over `sessions` (each skips what it has done); seconds per session."""
+    import time
+
+    from engine.arms import run_experiment
+    from engine.indicators import compute_indicators
+
+    cfg = exp.headline.ctx.config
+    first = min((a.portfolio.as_of for a in exp.arms if a.portfolio.as_of is not None), default=None)
+    todo = [d for d in sessions if first is None or d.date() > first]
+    for arm in exp.arms:  # as of the first session to run
+        check_data(market, arm.portfolio, arm.ctx.config, on=todo[0] if todo else None)
+    ind = compute_indicators(market, cfg)
+    bar = None
+    if progress and len(todo) > 1:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TimeRemainingColumn(), TextColumn("{task.fields[day]}"), transient=False)
+        bar.start()
+        task = bar.add_task(f"sessions x {len(exp.arms)} arms", total=len(todo), day="")
+
+    def on_session(d: pd.Timestamp) -> None:
+        if bar is not None:
+            last = exp.headline.unsaved[-1].equity["nav_eur"] if exp.headline.unsaved else float("nan")
+            bar.update(task, advance=1, day=f"{d.date()}  {exp.headline.name} NAV {last:,.2f} EUR")
+
+    t0 = time.perf_counter()
+    try:
+        run_experiment(exp, todo, market, ind, on_session=on_session)
+    finally:
+        if bar is not None:
+            bar.stop()
+    for arm in exp.arms:
+        if arm.failure and arm is not exp.headline:
+            print(f"arm {arm.name} FAILED and stopped (the other arms went on): {arm.failure}", file=sys.stderr)
+    if exp.headline.error is not None:  # the other arms are saved; the run fails as a single one would
+        raise exp.headline.error
+    return (time.perf_counter() - t0) / max(len(todo), 1)
+
+
+def _judge(exp, market: MarketData, cfg: Config) -> dict:
+    """The verdict and analytics of every arm, written to STATE/experiment.json."""
+    from engine.arms import read_manifest
+    from engine.backtest.evaluate import close_eur
+    from engine.backtest.experiment import judge_arms
+    from engine.state import atomic_write_bytes, dumps
+
+    stores = {a.name: a.store for a in exp.arms}
+    result = judge_arms(stores, cfg, read_manifest(exp.root.root), close_eur(market, cfg))
+    atomic_write_bytes(exp.root.root / "experiment.json", dumps(result), durable=exp.root.durable)
+    return result
+
+
+def _print_arms(result: dict, seconds_per_session: float, n_arms: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Arms ({n_arms}), EUR; excess and p against {result.get('reference')}")
+    for col in ("arm", "NAV EUR", "return", "Sharpe", "max DD", "excess/yr", "p", "MDE/yr", "turnover", "cash", "cuts"):
+        table.add_column(col, justify="left" if col == "arm" else "right", no_wrap=True)
+
+    def f(v, fmt):
+        return "n/a" if v is None or v != v else fmt.format(v)
+
+    for name, a in result["arms"].items():
+        perf, v, an = a["performance"], a.get("verdict", {}), a["analytics"]
+        table.add_row(name, f(perf.get("final_nav_eur"), "{:,.2f}"), f(perf.get("total_return"), "{:+.2%}"),
+                      f(perf.get("sharpe"), "{:.2f}"), f(perf.get("max_drawdown"), "{:.1%}"),
+                      f(v.get("mean_excess_ann"), "{:+.1%}"), f(v.get("p_value"), "{:.2f}"),
+                      f(a.get("mde", {}).get("mde_ann"), "{:.1%}"), f(an.get("turnover_ann"), "{:.1f}x"),
+                      f(an.get("time_in_cash"), "{:.0%}"), str(sum(an["cuts"]["by_rule"].values())))
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    tc = result.get("treatment_vs_control")
+    if tc:
+        print("Treatment vs control:", tc["sentence"] + ";", tc["mde"]["sentence"])
+    print(f"Arms: {seconds_per_session * 1000:.0f} ms per session for {n_arms} arms "
+          f"(states in arms/<arm>/, the verdicts in experiment.json)")
+
+
 # --- demo ------------------------------------------------------------------------
 
 
@@ -437,19 +540,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise ConfigError(f"only {len(sessions)} sessions exist before {end.date()}; ask for fewer")
     end = sessions[-1]
     label = _source_label("demo", args.seed)
-    store = StateStore(args.out / "state", durable=False)
-    p = _open_state(store, cfg, label)
+    exp = _experiment(args, cfg, args.out / "state", label, synthetic=True, durable=False)
+    store, p = exp.root, exp.headline.portfolio
     if p.as_of is not None and p.as_of < sessions[0].date() - dt.timedelta(days=7):
         raise StateCorrupt(f"{store.root} ends on {p.as_of}, long before this demo starts ({sessions[0].date()}): use a new --out")
 
     print(f"almost surely demo: SYNTHETIC market (seed {args.seed}), {len(sessions)} sessions "
-          f"{sessions[0].date()} .. {end.date()}, policy {args.policy}, state in {store.root}")
+          f"{sessions[0].date()} .. {end.date()}, policy {args.policy}, {len(exp.arms)} arms "
+          f"({', '.join(a.name for a in exp.arms)}), state in {store.root}")
     market = _load_market(_source("demo", args.seed, cfg, None), cfg, sessions[0], end)
-    ctx = StepContext(config=cfg, policy=_policy(args, cfg), source=label, synthetic=True, build=_build())
-    p, done = _run_and_save(store, p, sessions, market, ctx, progress=True)
-    if not done:
+    before = exp.headline.portfolio.as_of
+    per_session = _run_experiment(exp, sessions, market, progress=True)
+    p = exp.headline.portfolio
+    if p.as_of == before:
         print(f"Nothing to do: {store.root} is already up to date ({p.as_of}).")
     _print_summary(store, p, cfg, args.policy, synthetic=True)
+    _print_arms(_judge(exp, market, cfg), per_session, len(exp.arms))
     if not args.no_site:
         from engine.report.site import build_site
 
@@ -510,20 +616,28 @@ def cmd_daily(args: argparse.Namespace) -> int:
         print(f"{d.date()} is not a session of {' or '.join(sorted(codes))}: nothing to do.")
         return 0
     label = _source_label(args.source, args.seed)
-    p = _open_state(store, cfg, label)
-    if p.as_of is not None and p.as_of >= d.date():
-        print(f"{d.date()} is already done (state as of {p.as_of}): nothing changed.")
+    # The state is locked and checked, and the LLM key and model are checked against the server,
+    # before anything is downloaded.
+    exp = _experiment(args, cfg, args.state, label, synthetic=args.source == "demo", durable=True,
+                      today=now.date())
+    behind = [a.portfolio.as_of for a in exp.arms]
+    if all(x is not None and x >= d.date() for x in behind):
+        print(f"{d.date()} is already done (state as of {exp.headline.portfolio.as_of}): nothing changed.")
         return 0
-    sessions, left = _sessions_to_run(p, codes, d, cfg.schedule.max_sessions_per_run)
+    done = [x for x in behind if x is not None]
+    sessions, left = _sessions_to_run(min(done) if done else None, codes, d, cfg.schedule.max_sessions_per_run)
     target, d = d, sessions[-1]
-    # The policy first: the LLM key and model are checked before the download, not after it.
-    policy = _policy(args, cfg, today=_now().date())
-    ctx = StepContext(config=cfg, policy=policy, source=label, synthetic=args.source == "demo", build=_build())
     market = _load_market(_source(args.source, args.seed, cfg, args.cache, args.data), cfg, sessions[0], d)
     if d not in market.index:
         raise EngineError(f"the {args.source} data has no bar for {d.date()} yet: run again after the close")
-    p, done = _run_and_save(store, p, sessions, market, ctx, progress=False)
-    last = done[-1]
+    head = exp.headline
+    n_before = len(head.done)
+    per_session = _run_experiment(exp, sessions, market, progress=False)
+    if len(head.done) == n_before:
+        print(f"{d.date()}: the headline arm {head.name} was already done; the other arms caught up.")
+        _judge(exp, market, cfg)
+        return 0
+    last = head.done[-1]
     rec = last.record
     line = (
         f"{d.date()}: NAV {last.equity['nav_eur']:,.2f} EUR, {len(last.fills)} fill(s), "
@@ -533,8 +647,8 @@ def cmd_daily(args: argparse.Namespace) -> int:
     if usage:
         tokens = usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
         line += f", model {usage.get('model')}, {tokens:,} tokens, {usage.get('cost_usd', 0):.4f} USD"
-    if len(done) > 1:
-        line += f", {len(done)} sessions run"
+    if len(head.done) - n_before > 1:
+        line += f", {len(head.done) - n_before} sessions run"
     print(line)
     if left:
         print(f"caught up to {d.date()}: {left} session(s) to {target.date()} remain, at most "
@@ -542,18 +656,25 @@ def cmd_daily(args: argparse.Namespace) -> int:
     fallback = rec["answer"].get("fallback")
     if fallback:
         print(f"{d.date()}: the decision was an explicit HOLD: {fallback}")
+    result = _judge(exp, market, cfg)
+    print(f"{len(exp.arms)} arms ({', '.join(a.name for a in exp.arms)}) in {args.state}/arms/, "
+          f"{per_session:.2f} s per session; verdicts in {args.state}/experiment.json")
+    tc = result.get("treatment_vs_control")
+    if tc:
+        print("Treatment vs control:", tc["sentence"])
     return 0
 
 
-def _sessions_to_run(p: Portfolio, codes: set[str], d: pd.Timestamp, limit: int) -> tuple[pd.DatetimeIndex, int]:
-    """The sessions after the state's as_of up to `d`, oldest first, at most `limit` of them
-    (a long backlog is committed in parts, each within the job's time limit), and how many
-    are left for the next run."""
-    if p.as_of is None:
+def _sessions_to_run(as_of: dt.date | None, codes: set[str], d: pd.Timestamp,
+                     limit: int) -> tuple[pd.DatetimeIndex, int]:
+    """The sessions after `as_of` (the arm furthest behind) up to `d`, oldest first, at most
+    `limit` of them (a long backlog is committed in parts, each within the job's time limit),
+    and how many are left for the next run."""
+    if as_of is None:
         return pd.DatetimeIndex([d]), 0
-    sessions = calendars.union_sessions(codes, p.as_of + dt.timedelta(days=1), d)
+    sessions = calendars.union_sessions(codes, as_of + dt.timedelta(days=1), d)
     if len(sessions) > 1:
-        log.info("catching up %d sessions missed since %s", len(sessions) - 1, p.as_of)
+        log.info("catching up %d sessions missed since %s", len(sessions) - 1, as_of)
     return sessions[:limit], max(0, len(sessions) - limit)
 
 
@@ -561,6 +682,7 @@ def _sessions_to_run(p: Portfolio, codes: set[str], d: pd.Timestamp, limit: int)
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
+    from engine.arms import read_manifest
     from engine.backtest.evaluate import evaluate
 
     cfg = load_config(args.config)
@@ -570,12 +692,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     sessions = calendars.union_sessions(codes, args.start, args.end)
     if len(sessions) < 2:
         raise ConfigError(f"{args.start.date()}..{args.end.date()} holds {len(sessions)} session(s): need at least 2")
+    if (args.blind or args.budget_usd is not None) and args.policy != "llm":
+        raise ConfigError("--blind and --budget-usd apply to --policy llm only")
     label = _source_label(args.source, args.seed)
-    store = StateStore(args.out / "state", durable=False)
-    p = _open_state(store, cfg, label)
-    if p.inception is not None and p.inception != sessions[0].date():
-        raise StateCorrupt(f"{store.root} is a backtest that began on {p.inception}, not {sessions[0].date()}: "
-                           "use a new --out")
     market = _load_market(_source(args.source, args.seed, cfg, args.cache, args.data), cfg, sessions[0], sessions[-1])
     sessions = sessions[sessions.isin(market.index)]
 
@@ -585,33 +704,43 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     in_sample = args.policy == "llm" and not args.blind and (cutoff is None or sessions[0].date() <= cutoff)
     blind = None
     if args.blind:
-        if args.policy != "llm":
-            raise ConfigError("--blind applies to --policy llm only")
         from engine.llm.blind import Blind
 
         anchors = market.close.ffill().loc[sessions[0]].to_dict()
-        blind = Blind(cfg, anchors)
-    policy = _policy(args, cfg, blind=blind, run_budget_usd=args.budget_usd)
+        blind = Blind(cfg, anchors, seed=args.seed)
+    exp = _experiment(args, cfg, args.out / "state", label, synthetic=args.source == "demo", durable=False,
+                      blind=blind, run_budget_usd=args.budget_usd)
+    p = exp.headline.portfolio
+    if p.inception is not None and p.inception != sessions[0].date():
+        raise StateCorrupt(f"{exp.root.root} is a backtest that began on {p.inception}, not {sessions[0].date()}: "
+                           "use a new --out")
     run_info = {
         "policy": args.policy, "model": model if args.policy == "llm" else None, "source": label,
         "synthetic": args.source == "demo", "start": sessions[0].date().isoformat(),
         "end": sessions[-1].date().isoformat(), "sessions": len(sessions), "blind": args.blind,
+        "label": "blind" if args.blind else ("in-sample" if in_sample else "after the knowledge cutoff" if cutoff else None),
         "knowledge_cutoff": cutoff.isoformat() if cutoff else None, "in_sample": in_sample,
-        "budget_usd": args.budget_usd,
+        "budget_usd": args.budget_usd, "headline": exp.headline.name, "arms": [a.name for a in exp.arms],
     }
     print(f"almost surely backtest: {run_info['start']} .. {run_info['end']}, {len(sessions)} sessions, "
           f"policy {args.policy}" + (f" ({model}{', blind' if args.blind else ''})" if args.policy == "llm" else "")
-          + f", source {label}" + (" (SYNTHETIC)" if args.source == "demo" else ""))
+          + f", source {label}" + (" (SYNTHETIC)" if args.source == "demo" else "")
+          + f", {len(exp.arms)} arms ({', '.join(run_info['arms'])})")
     if in_sample:
         when = (f"before {model}'s knowledge cutoff ({cutoff})" if cutoff
                 else f"in a window {model} may know (its knowledge cutoff is unknown)")
         print(f"IN-SAMPLE: the run starts {when}; the model may remember "
-              "what happened. Use --blind or a later window for an out-of-sample test.")
-    ctx = StepContext(config=cfg, policy=policy, source=label, synthetic=args.source == "demo",
-                      build=_build())
-    p, done = _run_and_save(store, p, sessions, market, ctx, progress=True)
-    metrics = evaluate(store, market, cfg, run_info, args.out, charts=not args.no_charts)
+              "what happened. Only a window after the cutoff is out of sample (--blind hides names, dates and price "
+              "levels: such a run is labelled blind, not out-of-sample).")
+    per_session = _run_experiment(exp, sessions, market, progress=True)
+    arms = {a.name: a.store for a in exp.arms}
+    metrics = evaluate(exp.root, arms, exp.headline.name, market, cfg, run_info, args.out,
+                       charts=not args.no_charts, manifest=read_manifest(exp.root.root))
+    from engine.state import atomic_write_bytes, dumps
+
+    atomic_write_bytes(exp.root.root / "experiment.json", dumps(metrics["experiment"]), durable=False)
     _print_metrics(metrics)
+    _print_arms(metrics["experiment"], per_session, len(exp.arms))
     print(f"metrics: {args.out / 'metrics.json'}" + ("" if args.no_charts else f"; charts: {args.out / 'charts'}"))
     return 0
 
@@ -631,7 +760,8 @@ def _print_metrics(metrics: dict) -> None:
     for _, head, _ in cols:
         table.add_column(head, justify="right", no_wrap=True)
     rows = [(f"Strategy ({run_info['policy']})", metrics["strategy"])]
-    rows += [(LABELS.get(k, k), m) for k, m in metrics["benchmarks"].items()]
+    names = {**LABELS, **metrics.get("labels", {})}
+    rows += [(names.get(k, k), m) for k, m in metrics["benchmarks"].items()]
     for name, m in rows:
         cells = []
         for key, _, fmt in cols:
@@ -656,10 +786,8 @@ def _sweep_one(argv: list[str]) -> tuple[list[str], int, str]:
     return argv, code, err.getvalue().strip().splitlines()[-1] if err.getvalue().strip() else ""
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
-    import json
-    from concurrent.futures import ProcessPoolExecutor
-
+def _sweep_jobs(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    """Every combination of the grid as (name, backtest argv)."""
     policies = [x for x in args.policies.split(",") if x]
     seeds = [int(x) for x in args.seeds.split(",") if x]
     models = [x for x in args.models.split(",") if x] or [None]
@@ -684,34 +812,78 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                             "--no-charts", "--cache", str(args.cache)]
                     if model:
                         argv += ["--model", model]
+                    if pol == "llm" and args.job_budget_usd is not None:
+                        argv += ["--budget-usd", f"{args.job_budget_usd:g}"]
                     if args.config:
                         argv += ["--config", str(args.config)]
                     jobs.append((name, argv))
+    if args.max_jobs is not None and len(jobs) > args.max_jobs:
+        raise ConfigError(f"the grid has {len(jobs)} backtests, more than --max-jobs {args.max_jobs}: shrink it")
+    return jobs
+
+
+def _comparison(out: Path, names: Sequence[str]) -> pd.DataFrame:
+    """One row per run and arm, from each run's metrics.json."""
+    import json
+
+    rows = []
+    for name in names:
+        path = out / name / "metrics.json"
+        if not path.exists():
+            continue
+        m = json.loads(path.read_text())
+        arms = (m.get("experiment") or {}).get("arms") or {"strategy": {"performance": m["strategy"],
+                                                                         "verdict": m.get("verdict", {})}}
+        tc = (m.get("experiment") or {}).get("treatment_vs_control") or {}
+        for arm, a in arms.items():
+            s, v = a["performance"], a.get("verdict") or {}
+            rows.append({"run": name, "arm": arm, "policy": m["run"]["policy"], "model": m["run"]["model"] or "",
+                         "start": m["run"]["start"], "end": m["run"]["end"],
+                         "cagr": s["cagr"], "sharpe": s["sharpe"], "max_drawdown": s["max_drawdown"],
+                         "cvar_95": s["cvar_95"], "excess_ann": v.get("mean_excess_ann"), "p_value": v.get("p_value"),
+                         "mde_ann": (a.get("mde") or {}).get("mde_ann"),
+                         "dsr": (a.get("deflated") or {}).get("dsr"), "llm_cost_usd": s.get("llm_cost_usd"),
+                         "treatment_vs_control_p": tc.get("p_value")})
+    return pd.DataFrame(rows)
+
+
+def _write_comparison(out: Path, names: Sequence[str]) -> None:
+    frame = _comparison(out, names)
+    if frame.empty:
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out / "comparison.csv", index=False)
+    with pd.option_context("display.width", 220, "display.max_columns", 20):
+        print(frame.drop(columns=["start", "end", "model"]).to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    print(f"comparison: {out / 'comparison.csv'}")
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """The grid in local processes, or (--plan) as a GitHub Actions matrix, or (--aggregate)
+    the table of the runs already in OUT (the matrix's final job)."""
+    import json
+    from concurrent.futures import ProcessPoolExecutor
+
+    if args.aggregate:
+        names = sorted(p.parent.name for p in args.out.glob("*/metrics.json"))
+        if not names:
+            raise ConfigError(f"no run with a metrics.json under {args.out}")
+        _write_comparison(args.out, names)
+        return 0
+    jobs = _sweep_jobs(args)
+    if args.plan:
+        print(json.dumps({"include": [{"name": n, "args": " ".join(a)} for n, a in jobs]}))
+        return 0
     print(f"sweep: {len(jobs)} backtests on {args.jobs} process(es) into {args.out}")
     failed = 0
-    rows = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         for (name, _), (_, code, last) in zip(jobs, pool.map(_sweep_one, [a for _, a in jobs]), strict=True):
             if code != 0:
                 failed += 1
                 print(f"  {name}: FAILED ({last})")
                 continue
-            m = json.loads((args.out / name / "metrics.json").read_text())
-            s, v = m["strategy"], m.get("verdict", {})
-            spy = m["benchmarks"].get("buy_and_hold_spy", {})
-            rows.append({"run": name, "policy": m["run"]["policy"], "model": m["run"]["model"] or "",
-                         "start": m["run"]["start"], "end": m["run"]["end"],
-                         "cagr": s["cagr"], "sharpe": s["sharpe"], "max_drawdown": s["max_drawdown"],
-                         "cvar_95": s["cvar_95"], "spy_cagr": spy.get("cagr"),
-                         "excess_ann": v.get("mean_excess_ann"), "p_value": v.get("p_value")})
             print(f"  {name}: done")
-    if rows:
-        frame = pd.DataFrame(rows)
-        args.out.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(args.out / "comparison.csv", index=False)
-        with pd.option_context("display.width", 200, "display.max_columns", 20):
-            print(frame.drop(columns=["start", "end"]).to_string(index=False, float_format=lambda x: f"{x:.4f}"))
-        print(f"comparison: {args.out / 'comparison.csv'}")
+    _write_comparison(args.out, [n for n, _ in jobs])
     return 1 if failed else 0
 
 

@@ -129,6 +129,55 @@ class GuardrailsConfig(_Frozen):
     cvar_trim_tolerance: float = Field(ge=0, lt=1)
 
 
+class ChurnConfig(_Frozen):
+    """Churn guardrails: they only cut purchases (flip-flopping costs and loses)."""
+
+    reentry_cooldown_sessions: int = Field(default=5, ge=0)  # no buy of a ticker sold in the last N sessions
+    max_buys_per_week: int = Field(default=8, ge=0)  # buy orders per rolling week; 0 = no cap
+    week_sessions: int = Field(default=5, ge=1)  # the rolling week, in sessions
+
+
+ArmPolicy = Literal["rules", "hold", "llm", "random", "buy_and_hold", "equal_weight"]
+PASSIVE_POLICIES = ("buy_and_hold", "equal_weight")
+
+
+class ArmConfig(_Frozen):
+    """One arm of the experiment: a paper portfolio with its own state under state/arms/<name>/."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    policy: ArmPolicy
+    label: str = ""
+    model: str | None = None  # llm: the model (default llm.model)
+    prompt: Literal["behavioural", "neutral"] | None = None  # llm: the prompt family (engine.llm.prompt.PROMPTS)
+    weights: dict[str, float] = {}  # buy_and_hold: target weights (sum <= 1)
+    rebalance_band: float = Field(default=0.2, ge=0, le=1)  # equal_weight: sell beyond target * (1 + band), monthly
+    match_turnover_of: str | None = None  # random: trade as much as this arm did that session
+    seed: int = 0  # random: the seed of its draws
+    trade_probability: float = Field(default=0.1, ge=0, le=1)  # random without a reference arm
+    benchmark: str | None = None  # the [[benchmarks]] key whose line this arm's NAV is
+
+    @property
+    def passive(self) -> bool:
+        """A passive baseline trades without guardrails and with fractional shares: a
+        benchmark cut by the guardrails would not be the benchmark any more."""
+        return self.policy in PASSIVE_POLICIES
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name
+
+
+class ArmsConfig(_Frozen):
+    """The arms run side by side. The state root mirrors the headline arm (what the site,
+    the weekly report and the monitor read): the treatment with --policy llm, otherwise
+    the first arm whose policy is --policy."""
+
+    treatment: str | None = None  # the arm the hypothesis is about ...
+    control: str | None = None  # ... and its neutral-prompt control
+    reference: str | None = None  # the null hypothesis's benchmark arm (buy-and-hold SPY)
+    arm: tuple[ArmConfig, ...] = ()
+
+
 class RulesConfig(_Frozen):
     max_positions: int = Field(ge=1)
     rsi_overbought: float = Field(gt=50, le=100)
@@ -220,6 +269,8 @@ class Config(_Frozen):
     assets: tuple[Asset, ...]
     benchmarks: tuple[Benchmark, ...]
     schedule: ScheduleConfig = ScheduleConfig()
+    churn: ChurnConfig = ChurnConfig()
+    arms: ArmsConfig = ArmsConfig()
 
     @model_validator(mode="after")
     def _check_universe(self) -> Config:
@@ -232,10 +283,19 @@ class Config(_Frozen):
         keys = [b.key for b in self.benchmarks]
         if len(set(keys)) != len(keys):
             raise ValueError("duplicate benchmark keys")
+        _check_arms(self)
         g = self.guardrails
         if g.min_cash + g.max_gross_exposure > 1 + 1e-12:
             raise ValueError("guardrails: min_cash + max_gross_exposure must not exceed 1")
         return self
+
+    def without_arms(self) -> Config:
+        """A copy with no arms (for a universe the default arms do not fit)."""
+        return self.with_overrides(arms={"arm": [], "treatment": None, "control": None, "reference": None})
+
+    @cached_property
+    def arm_by_name(self) -> dict[str, ArmConfig]:
+        return {a.name: a for a in self.arms.arm}
 
     @cached_property
     def asset_by_ticker(self) -> dict[str, Asset]:
@@ -257,6 +317,31 @@ class Config(_Frozen):
     def with_overrides(self, **sections: dict[str, Any]) -> Config:
         """A copy with some keys replaced, e.g. ``with_overrides(portfolio={"whole_shares": False})``."""
         return _validate(_merge(self.model_dump(), sections))
+
+
+def _check_arms(cfg: Config) -> None:
+    names = [a.name for a in cfg.arms.arm]
+    if len(set(names)) != len(names):
+        raise ValueError("duplicate arm names")
+    known, tickers, keys = set(names), set(cfg.tickers), {b.key for b in cfg.benchmarks}
+    for a in cfg.arms.arm:
+        if a.match_turnover_of is not None and (a.match_turnover_of not in known or a.match_turnover_of == a.name):
+            raise ValueError(f"arm {a.name}: match_turnover_of {a.match_turnover_of!r} is not another arm")
+        bad = sorted(set(a.weights) - tickers)
+        if bad:
+            raise ValueError(f"arm {a.name}: weights name tickers outside the universe: {', '.join(bad)} "
+                             "(a custom universe declares its own [[arms.arm]])")
+        if sum(a.weights.values()) > 1 + 1e-9 or any(w < 0 for w in a.weights.values()):
+            raise ValueError(f"arm {a.name}: weights must be non-negative and sum to at most 1")
+        if a.policy == "buy_and_hold" and not a.weights:
+            raise ValueError(f"arm {a.name}: buy_and_hold needs weights")
+        if a.benchmark is not None and a.benchmark not in keys:
+            raise ValueError(f"arm {a.name}: benchmark {a.benchmark!r} is not a [[benchmarks]] key")
+        if a.prompt is not None and a.policy != "llm":
+            raise ValueError(f"arm {a.name}: only an llm arm has a prompt")
+    for ref in (cfg.arms.treatment, cfg.arms.control, cfg.arms.reference):
+        if ref is not None and ref not in known:
+            raise ValueError(f"arms: {ref!r} is not a declared arm")
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

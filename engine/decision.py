@@ -107,6 +107,8 @@ class Brief:
     previous: dict[str, Any] | None = None
     # Pairwise correlations of daily EUR returns, only computed for policies that want them.
     correlation: Any = None
+    # The churn limits in force (engine.risk.guardrails.ChurnView.as_dict); None when unguarded.
+    churn: dict[str, Any] | None = None
 
     def held_qty(self, ticker: str) -> float:
         """Shares held once the pending orders have filled."""
@@ -146,6 +148,7 @@ class Brief:
             "assets": {"columns": list(columns), "rows": rows},
             "data_issues": list(self.data_issues),
             "previous": self.previous,
+            **({"churn": self.churn} if self.churn is not None else {}),
         }
 
 

@@ -1,5 +1,9 @@
 """Policies: given the brief, answer a decision. Python has computed every number.
 
+The arms of the experiment add the passive baselines (:class:`BuyAndHoldPolicy`,
+:class:`EqualWeightPolicy`) and the luck calibrator (:class:`RandomPolicy`): portfolios
+run through the very same step, ledger, execution and costs as the strategy.
+
 Every policy answers in the same public format (engine.decision.Decision) and goes
 through the same checks, sizing and guardrails afterwards. The LLM policy plugs in here
 by implementing :class:`Policy`: ``decide`` returns the parsed decision together with
@@ -8,11 +12,15 @@ the raw answer, the model and the usage to record.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from engine.config import Config
+import numpy as np
+
+from engine.config import ArmConfig, Config
 from engine.decision import Action, Brief, Cut, Decision
 
 
@@ -165,6 +173,137 @@ def _gt(a: Any, b: Any) -> bool:
     return _finite(a) and _finite(b) and float(a) > float(b)
 
 
+# --- the baselines and the luck calibrator -------------------------------------------
+
+# The rebalanced equal weight keeps this share of NAV in cash: with 21 small orders the
+# commission minimum and the gap from the decision's close to the fill's open would
+# otherwise clip a purchase at every rebalance. (Buy-and-hold buys with all the cash: a
+# purchase the open makes too dear is clipped to what the cash pays, and logged.)
+BASELINE_CASH_BUFFER = 0.005
+
+
+class BuyAndHoldPolicy:
+    """Buy the target weights once, at the first session, then hold (dividends stay cash)."""
+
+    name = "buy_and_hold"
+
+    def __init__(self, weights: Mapping[str, float]):
+        self.weights = dict(weights)
+
+    def decide(self, brief: Brief) -> PolicyAnswer:
+        if brief.positions or brief.pending_orders or brief.previous is not None:
+            return PolicyAnswer(decision=Decision(summary="Buy and hold: holding."))
+        actions = tuple(
+            Action(ticker=t, action="buy", percent=round(100 * w, 6), reason=f"buy-and-hold target {w:.1%} of NAV")
+            for t, w in self.weights.items()
+            if w > 0 and t in brief.tradable
+        )
+        missing = sorted(t for t in self.weights if t not in brief.tradable)
+        note = f" Not tradable today, never bought: {', '.join(missing)}." if missing else ""
+        return PolicyAnswer(decision=Decision(decisions=actions, summary="Buy and hold: the initial purchase." + note))
+
+
+class EqualWeightPolicy:
+    """An equal weight of every tradable asset of the universe, rebalanced monthly.
+
+    At a month's first session it sells what stands above its target by more than
+    ``band`` (relative); at every session it buys what stands below its target by more
+    than ``band`` with the cash available, in proportion to the shortfall (so the proceeds
+    of a rebalancing sale are reinvested at the next session, once they are cash). The
+    band keeps orders large enough for the commission minimum not to matter."""
+
+    name = "equal_weight"
+
+    def __init__(self, universe: Sequence[str], band: float):
+        self.universe = tuple(universe)
+        self.band = band
+
+    def decide(self, brief: Brief) -> PolicyAnswer:
+        names = [t for t in self.universe if t in brief.tradable]
+        if not names or brief.nav_eur <= 0:
+            return PolicyAnswer(decision=Decision(summary="Equal weight: nothing tradable."))
+        target = (1 - BASELINE_CASH_BUFFER) / len(names)
+        nav = brief.nav_eur
+        weight = {t: brief.held_qty(t) * brief.prices_eur[t] / nav for t in names}
+        new_month = brief.previous is not None and brief.previous["date"][:7] != brief.date.isoformat()[:7]
+        actions: list[Action] = []
+        if new_month:
+            for t in names:
+                if weight[t] > target * (1 + self.band):
+                    pct = 100 * (weight[t] - target) / weight[t]
+                    actions.append(Action(ticker=t, action="sell", percent=round(pct, 6),
+                                          reason=f"monthly rebalance: {weight[t]:.2%} of NAV, target {target:.2%}"))
+        short = {t: (target - weight[t]) * nav for t in names if weight[t] < target * (1 - self.band)}
+        cash = brief.cash_available_eur - BASELINE_CASH_BUFFER * nav
+        total = sum(short.values())
+        if short and cash > 0:
+            scale = min(1.0, cash / total)
+            for t, amount in short.items():
+                if amount * scale < self.band * target * nav:
+                    continue  # too small once the cash is shared out: the commission minimum would bite
+                actions.append(Action(ticker=t, action="buy", percent=round(100 * amount * scale / brief.cash_available_eur, 6),
+                                      reason=f"equal weight: {weight[t]:.2%} of NAV, target {target:.2%}"))
+        return PolicyAnswer(decision=Decision(
+            decisions=tuple(actions), summary=f"Equal weight of {len(names)} assets, {len(actions)} order(s)."))
+
+
+@dataclass(frozen=True)
+class Turnover:
+    """What a reference arm traded at one session: (side, value as a fraction of its NAV)."""
+
+    trades: tuple[tuple[str, float], ...]
+
+
+class RandomPolicy:
+    """Random trades matched in turnover to a reference arm: the luck calibrator.
+
+    At each session the reference arm's orders (sides and sizes as fractions of its NAV)
+    are replayed on assets drawn at random: a sale on a random holding, a purchase of a
+    random tradable asset, each the same fraction of NAV. Without a reference for the
+    session, it trades with probability ``trade_probability``: one random purchase of 10%
+    of NAV or one random sale of a whole position. The draws are seeded by (seed, date),
+    so a session re-run decides the same."""
+
+    name = "random"
+
+    def __init__(self, seed: int, trade_probability: float = 0.1):
+        self.seed = seed
+        self.trade_probability = trade_probability
+        self.reference: dict[dt.date, Turnover] = {}  # filled by the arms runner, session by session
+
+    def decide(self, brief: Brief) -> PolicyAnswer:
+        rng = np.random.default_rng([self.seed, brief.date.toordinal()])
+        ref = self.reference.pop(brief.date, None)
+        if ref is None:
+            if rng.random() >= self.trade_probability:
+                return PolicyAnswer(decision=Decision(summary="Random: no trade drawn today."))
+            side = "sell" if brief.positions and rng.random() < 0.5 else "buy"
+            trades: tuple[tuple[str, float], ...] = ((side, 1.0 if side == "sell" else 0.10),)
+            source = f"p = {self.trade_probability:g}"
+        else:
+            trades, source = ref.trades, "matched to the reference arm"
+        held = sorted(t for t in brief.positions if t in brief.tradable and brief.held_qty(t) > 0)
+        free = sorted(t for t in brief.tradable if t not in held)
+        rng.shuffle(held)
+        rng.shuffle(free)
+        actions: list[Action] = []
+        nav, cash = brief.nav_eur, brief.cash_available_eur
+        for side, fraction in trades:
+            if side == "sell":
+                owed = fraction * nav  # spread over random holdings until the value is matched
+                while held and owed > 0:
+                    t = held.pop()
+                    value = brief.held_qty(t) * brief.prices_eur[t]
+                    pct = 100.0 if ref is None else min(100.0, 100 * owed / value)
+                    owed -= value * pct / 100
+                    actions.append(Action(ticker=t, action="sell", percent=round(pct, 6), reason=f"random sale ({source})"))
+            elif free and cash > 0:
+                t = free.pop()
+                actions.append(Action(ticker=t, action="buy", percent=round(min(100.0, 100 * fraction * nav / cash), 6),
+                                      reason=f"random purchase ({source})"))
+        return PolicyAnswer(decision=Decision(decisions=tuple(actions), summary=f"Random: {len(actions)} trade(s), {source}."))
+
+
 POLICIES = ("rules", "hold", "llm")
 
 
@@ -179,3 +318,14 @@ def make_policy(name: str, config: Config) -> Policy:
         raise ConfigError("the llm policy needs a client: build it with engine.llm.policy.LLMPolicy")
 
     raise ConfigError(f"unknown policy {name!r}: choose one of {', '.join(POLICIES)}")
+
+
+def make_arm_policy(arm: ArmConfig, config: Config) -> Policy:
+    """The policy of an offline arm (an llm arm needs a client: engine.arms builds it)."""
+    if arm.policy == "buy_and_hold":
+        return BuyAndHoldPolicy(arm.weights)
+    if arm.policy == "equal_weight":
+        return EqualWeightPolicy(config.tickers, arm.rebalance_band)
+    if arm.policy == "random":
+        return RandomPolicy(arm.seed, arm.trade_probability)
+    return make_policy(arm.policy, config)

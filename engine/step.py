@@ -41,10 +41,10 @@ from engine.indicators import Indicators
 from engine.policies import Policy
 from engine.portfolio.costs import CostModel
 from engine.portfolio.execution import corporate_actions, execute_pending
-from engine.portfolio.ledger import BenchmarkHolding, Fill, LastDecision, LLMTotals, Portfolio, mark
+from engine.portfolio.ledger import Fill, LastDecision, LLMTotals, Portfolio, mark
 from engine.risk.cvar import portfolio_cvar
 from engine.risk.prospect import prospect_value
-from engine.risk.guardrails import Book, Limits, apply_guardrails
+from engine.risk.guardrails import Book, Limits, apply_churn, apply_guardrails, churn_view, remember_churn
 
 RECORD_SCHEMA_VERSION = 1
 
@@ -62,6 +62,7 @@ class StepContext:
     # Which engine made the records: its version and the digest of the locked dependencies
     # (engine.ops.build_info); None leaves it out (tests, library use).
     build: dict[str, Any] | None = None
+    guarded: bool = True  # False for a passive baseline: no guardrails, no churn limits
     costs: CostModel = field(init=False)
     instruments: dict[str, Asset | Benchmark] = field(init=False)
     sell_net_factor: dict[str, float] = field(init=False)
@@ -240,25 +241,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
     nav = val.nav_eur
     p = record_marks(p, close_local)
 
-    benchmarks = dict(p.benchmarks)
-    inception = p.inception
-    if inception is None:
-        inception = day
-        for b in cfg.benchmarks:
-            if b.ticker in prices_eur:
-                benchmarks[b.key] = BenchmarkHolding(ticker=b.ticker, units=p.starting_capital_eur / prices_eur[b.ticker])
-    else:
-        dividends = market.rows.at("dividends", i)
-        for key, h in benchmarks.items():
-            div = dividends.get(h.ticker, 0.0)
-            if div > 0:
-                inst = ctx.instruments[h.ticker]
-                amount = h.units * div / fx if inst.currency == "USD" else h.units * div
-                benchmarks[key] = h.model_copy(update={"cash_eur": h.cash_eur + amount})
-    bench_nav = {
-        key: h.units * prices_eur[h.ticker] + h.cash_eur if h.ticker in prices_eur else float("nan")
-        for key, h in benchmarks.items()
-    }
+    inception = p.inception if p.inception is not None else day
     peak = max(p.nav_peak_eur * cfg.guardrails.peak_fade if p.as_of is not None else p.nav_peak_eur, nav)
     drawdown = nav / peak - 1 if peak > 0 else 0.0
 
@@ -272,6 +255,8 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
     cvar_now = float(portfolio_cvar(returns, weights, cfg.risk.cvar_level)) if len(returns) >= 20 else float("nan")
     limits = Limits.for_drawdown(cfg.guardrails, drawdown)
     rc = cfg.risk
+    since = _sessions_since(market.index, i)
+    churn = churn_view(p.churn.last_sold, p.churn.buys, since, cfg.churn) if ctx.guarded else None
 
     def pt(x: float) -> float:
         return prospect_value(x, rc.alpha, rc.beta, rc.loss_aversion)
@@ -358,6 +343,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
         prospect_value=float(pt(nav / p.starting_capital_eur - 1)),
         previous=previous,
         correlation=correlation,
+        churn=churn.as_dict() if churn is not None else None,
     )
 
     # 5. decide, check, size, guard, queue.
@@ -379,10 +365,16 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
         returns_tickers=r_tickers,
         cvar_level=cfg.risk.cvar_level,
     )
-    final, guard_cuts = apply_guardrails(
-        day, orders, book, limits, cfg.guardrails, cfg.portfolio.min_order_eur, cfg.portfolio.whole_shares
-    )
-    cuts += guard_cuts
+    if churn is not None:
+        orders, churn_cuts = apply_churn(day, orders, churn, prices_eur)
+        final, guard_cuts = apply_guardrails(
+            day, orders, book, limits, cfg.guardrails, cfg.portfolio.min_order_eur, cfg.portfolio.whole_shares
+        )
+        cuts += churn_cuts + guard_cuts
+    else:  # a passive baseline: the guardrails would make it another portfolio
+        final = orders
+    sold = sorted({o.ticker for o in final if o.side == "sell"})  # a sale counts from its decision
+    memory = remember_churn(p.churn, day, sold, sum(o.side == "buy" for o in final), since, cfg.churn)
 
     llm = p.llm
     if answer.usage:
@@ -401,7 +393,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
             "as_of": day,
             "inception": inception,
             "nav_peak_eur": peak,
-            "benchmarks": benchmarks,
+            "churn": memory,
             "pending_orders": p.pending_orders + tuple(final),
             "last_decision": LastDecision(
                 date=day, summary=answer.decision.summary, orders=tuple(final), fallback=answer.fallback,
@@ -426,7 +418,6 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
         "n_positions": len(p.positions),
         "llm_tokens": p.llm.prompt_tokens + p.llm.completion_tokens,
         "llm_cost_usd": p.llm.cost_usd,
-        **{f"benchmark_{k}_eur": round(v, 2) for k, v in bench_nav.items()},
     }
     record = {
         "schema_version": RECORD_SCHEMA_VERSION,
@@ -443,7 +434,6 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
             "invested_eur": round(val.invested_eur, 2),
             "drawdown": round(drawdown, 6),
             "cvar_95": None if not math.isfinite(cvar_now) else round(cvar_now, 6),
-            **{f"benchmark_{k}_eur": round(v, 2) for k, v in bench_nav.items()},
         },
         "brief": brief.as_dict(),
         "answer": {
@@ -459,6 +449,15 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
     if ctx.build is not None:
         record["engine"] = dict(ctx.build)
     return StepResult(date=d, portfolio=p, fills=fills, equity=equity, record=record)
+
+
+def _sessions_since(index: pd.DatetimeIndex, i: int) -> Callable[[dt.date], int]:
+    """Sessions from a past date to session `i` of `index` (the session before: 1)."""
+
+    def since(x: dt.date) -> int:
+        return i - int(index.searchsorted(pd.Timestamp(x)))
+
+    return since
 
 
 RECENT_SESSIONS = 30

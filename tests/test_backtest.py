@@ -8,7 +8,6 @@ import re
 import pandas as pd
 import pytest
 
-from engine.backtest.benchmarks import standard_benchmarks
 from engine.cli import main
 from engine.config import load_config
 from engine.data.demo import DemoSource
@@ -41,22 +40,37 @@ def test_hold_keeps_nav_at_exactly_the_capital_and_the_metrics_say_so(tmp_path, 
     assert "Verdict:" in out and "SYNTHETIC" in out
 
 
-def test_buy_and_hold_spy_matches_a_hand_computation():
+def test_buy_and_hold_spy_is_an_arm_that_matches_a_hand_computation(tmp_path, capsys):
+    code, _, err = bt(capsys, "--start", "2024-01-02", "--end", "2024-03-28", "--out", str(tmp_path), "--seed", "4",
+                      "--no-charts")
+    assert code == 0, err
     market = DemoSource(seed=4).load(CFG, "2023-06-01", "2024-03-28")
-    sessions = market.index[market.index >= pd.Timestamp("2024-01-02")]
-    nav = standard_benchmarks(market, CFG, sessions, 10_000.0)["buy_and_hold_spy"]
+    arm = tmp_path / "state" / "arms" / "buy_and_hold_spy"
+    trades = pd.read_parquet(arm / "trades.parquet")
+    buy = trades[trades["side"] == "buy"]
+    assert list(buy["ticker"]) == ["SPY"]  # one purchase, never a sale
     # Decided at the close of 2024-01-02, bought at the open of 2024-01-03 with every cost.
     d1 = pd.Timestamp("2024-01-03")
-    fx1 = market.fx_eurusd[d1]
-    fill = market.open.at[d1, "SPY"] * (1 + 5 / 1e4)
-    unit_eur = fill / fx1
-    qty = 10_000 / (unit_eur * (1 + 10 / 1e4))  # commission 10 bps (above the 1 EUR minimum)
-    cash = 10_000 - round(qty * unit_eur, 2) - round(qty * unit_eur * 10 / 1e4, 2)
-    last = sessions[-1]
-    hand = cash + qty * market.close.at[last, "SPY"] / market.fx_eurusd[last]
-    assert nav.iloc[0] == 10_000.0  # inception: still cash
-    assert nav.iloc[-1] == pytest.approx(hand, abs=0.02)
-    assert -1e-6 <= cash < 0.02  # fractional shares: (almost) fully invested
+    row = buy.iloc[0]
+    assert pd.Timestamp(row["date"]) == d1
+    assert row["price_local"] == pytest.approx(market.open.at[d1, "SPY"] * (1 + 5 / 1e4))
+    qty, fx1 = float(row["qty"]), market.fx_eurusd[d1]
+    gross = qty * row["price_local"] / fx1
+    commission = max(round(gross * 10 / 1e4, 2), 1.0)
+    cash = 10_000 - round(gross, 2) - commission
+    # Sized at the decision's close, filled at the next open: the gap leaves a little cash.
+    assert 0 <= cash < 100
+    last = market.index[-1]
+    divs = trades[trades["side"] == "dividend"]["cash_flow_eur"].sum()
+    hand = cash + divs + qty * market.close.at[last, "SPY"] / market.fx_eurusd[last]
+    equity = pd.read_parquet(arm / "equity.parquet")
+    assert equity["nav_eur"].iloc[0] == pytest.approx(10_000.0)  # inception: still cash
+    assert equity["nav_eur"].iloc[-1] == pytest.approx(hand, abs=0.01)
+    # One implementation: the verdict's benchmark, the headline's benchmark column and the arm agree.
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    head = pd.read_parquet(tmp_path / "state" / "equity.parquet")
+    assert m["benchmarks"]["buy_and_hold_spy"]["final_nav_eur"] == equity["nav_eur"].iloc[-1]
+    assert (head["benchmark_spy_eur"].to_numpy() == equity["nav_eur"].to_numpy()).all()
 
 
 def test_a_backtest_and_the_daily_command_write_identical_state(tmp_path, capsys):
@@ -122,11 +136,11 @@ def test_blind_mode_leaks_no_ticker_name_or_date_and_maps_answers_back(tmp_path,
     fake = llm_env
     alias_answer = {"decisions": [{"ticker": "ASSET_C", "action": "buy", "percent": 30, "reason": "low CVaR"}],
                     "summary": "buy Asset C"}
-    fake.script(*[answer_json(alias_answer)] * 4)
+    fake.script(*[answer_json(alias_answer)] * 8)
     code, out, err = bt(capsys, "--policy", "llm", "--blind", "--start", "2024-03-04", "--end", "2024-03-07",
                         "--out", str(tmp_path), "--no-charts", "--cache", str(tmp_path / "cache"))
     assert code == 0, err
-    assert len(fake.requests) == 4
+    assert len(fake.requests) == 8  # treatment and control, 4 sessions
     sent = "\n".join(m["content"] for r in fake.requests for m in r.json["messages"])
     for t in CFG.tickers + ["^FCHI", "EURUSD"]:
         assert not re.search(rf"(?<![A-Z_]){re.escape(t)}(?![A-Z])", sent), f"{t} leaked"
@@ -134,11 +148,16 @@ def test_blind_mode_leaks_no_ticker_name_or_date_and_maps_answers_back(tmp_path,
         assert a.name not in sent, f"{a.name} leaked"
     assert not re.search(r"\b(19|20)\d\d-\d\d-\d\d\b", sent), "a date leaked"
     assert "ASSET_C" in sent
-    # The alias the model chose is the third asset of the universe: GLD, traded for real.
+    assert not re.search(r"\bUSD\b", sent), "a currency leaked"
+    # The alias the model chose is the asset the run's shuffle called ASSET_C, traded for real.
+    from engine.llm.blind import Blind
+
+    real = Blind(CFG, {}, seed=42).real["ASSET_C"]
+    assert real != CFG.tickers[2]  # shuffled: not the universe's order
     rec = json.loads((tmp_path / "state" / "decisions" / "2024" / "03-04.json").read_text())
-    assert [o["ticker"] for o in rec["orders"]] == [CFG.tickers[2]]
+    assert [o["ticker"] for o in rec["orders"]] == [real]
     m = json.loads((tmp_path / "metrics.json").read_text())
-    assert m["run"]["blind"] is True and m["run"]["in_sample"] is False
+    assert m["run"]["blind"] is True and m["run"]["in_sample"] is False and m["run"]["label"] == "blind"
 
 
 def test_a_run_before_the_knowledge_cutoff_is_labelled_in_sample(tmp_path, capsys, llm_env):
@@ -152,16 +171,21 @@ def test_a_run_before_the_knowledge_cutoff_is_labelled_in_sample(tmp_path, capsy
 
 
 def test_the_run_budget_stops_before_overspending_and_keeps_what_was_done(tmp_path, capsys, llm_env):
-    llm_env.script(*[answer_json({"decisions": [], "summary": "hold"})] * 10)
-    # One call costs about 0.0004 USD (3,700 + 150 tokens) but is estimated up to ~0.0053 beforehand
-    # (the answer's budget and the reasoning headroom, at gpt-6-luna's output price).
+    llm_env.script(*[answer_json({"decisions": [], "summary": "hold"})] * 40)  # treatment and control alternate
+    # The budget is per llm arm. One call costs about 0.0004 USD (3,700 + 150 tokens) but is estimated up to ~0.0053
+    # beforehand (the answer's budget and the reasoning headroom, at the default model's output price).
     code, _, err = bt(capsys, "--policy", "llm", "--budget-usd", "0.008", "--start", "2024-03-04",
                       "--end", "2024-03-29", "--out", str(tmp_path), "--no-charts", "--cache", str(tmp_path / "cache"))
-    assert code == 6 and err.startswith("error: the run's LLM budget of 0.008 USD would be exceeded")
+    assert code == 6 and err.strip().splitlines()[-1].startswith("error: the run's LLM budget of 0.008 USD would be exceeded")
     saved = pd.read_parquet(tmp_path / "state" / "equity.parquet")
     assert 1 <= len(saved) < 20
     spent = json.loads((tmp_path / "state" / "portfolio.json").read_text())["llm"]["cost_usd"]
     assert spent <= 0.008
+    # The offline arms were not stopped by the llm arms' budget: they ran every session.
+    rules = pd.read_parquet(tmp_path / "state" / "arms" / "rules" / "equity.parquet")
+    assert str(rules["date"].iloc[-1].date()) == "2024-03-28" and len(rules) > len(saved)  # 03-29: Good Friday
+    manifest = json.loads((tmp_path / "state" / "arms.json").read_text())
+    assert "budget" in manifest["arms"]["treatment"]["failure"]
 
 
 def test_a_sweep_runs_in_parallel_and_writes_one_comparison(tmp_path, capsys):
@@ -170,5 +194,8 @@ def test_a_sweep_runs_in_parallel_and_writes_one_comparison(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     table = pd.read_csv(tmp_path / "comparison.csv")
-    assert len(table) == 4 and set(table["policy"]) == {"rules", "hold"}
-    assert (table.loc[table["policy"] == "hold", "cagr"] == 0).all()
+    # One row per run and arm: the headline arms, and the offline arms that ran beside them.
+    head = table[table["arm"] == table["policy"]]
+    assert len(head) == 4 and set(head["policy"]) == {"rules", "hold"}
+    assert (head.loc[head["policy"] == "hold", "cagr"] == 0).all()
+    assert len(table[table["arm"] == "buy_and_hold_spy"]) == 4

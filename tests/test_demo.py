@@ -131,7 +131,7 @@ def test_any_window_matches_the_full_epoch(cfg, full_epoch, start, days):
 
 def test_bars_do_not_depend_on_the_other_instruments(cfg):
     """A Paris-only configuration (XPAR calendar only) sees the same MC.PA and CAC 40."""
-    small = cfg.with_overrides(
+    small = cfg.without_arms().with_overrides(
         assets=[cfg.asset_by_ticker["MC.PA"].model_dump()],
         benchmarks=[b.model_dump() for b in cfg.benchmarks if b.ticker == "^FCHI"],
     )

@@ -262,12 +262,12 @@ def test_a_rerun_with_a_warm_cache_makes_no_call(fake, tmp_path, capsys, monkeyp
 
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
-    fake.script(*[answer(("GLD", "buy", 10, "x"))] * 5)
+    fake.script(*[answer(("GLD", "buy", 10, "x"))] * 10)
     argv = ["demo", "--sessions", "5", "--end", "2024-10-15", "--policy", "llm", "--cache", str(tmp_path / "cache"), "--no-site"]
     assert main([*argv, "--out", str(tmp_path / "a")]) == 0
-    assert len(fake.requests) == 5
+    assert len(fake.requests) == 10  # two llm arms (treatment and control), 5 sessions
     assert main([*argv, "--out", str(tmp_path / "b")]) == 0
-    assert len(fake.requests) == 5  # not one more
+    assert len(fake.requests) == 10  # not one more
     capsys.readouterr()
     a = pd.read_parquet(tmp_path / "a" / "state" / "equity.parquet")
     b = pd.read_parquet(tmp_path / "b" / "state" / "equity.parquet")

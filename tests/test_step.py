@@ -94,19 +94,11 @@ def test_hold_policy_keeps_nav_at_exactly_the_starting_capital(config, demo_mark
                      demo_market, ind, _ctx(config, HoldPolicy()))
     assert {r.equity["nav_eur"] for r in results} == {10_000.0}
     assert p.cash_eur == 10_000.0 and not p.positions and not any(r.fills for r in results)
-    # The benchmarks moved, so the flat line is the policy's doing, not the market's.
-    assert results[-1].equity["benchmark_spy_eur"] != 10_000.0
-
-
-def test_buy_and_hold_spy_benchmark_is_units_bought_at_inception_close_valued_in_eur(config, demo_market):
-    ind = compute_indicators(demo_market, config)
-    _, results = run(Portfolio.initial(10_000), _sessions(demo_market, "2024-03-01", "2024-06-28"),
-                     demo_market, ind, _ctx(config, HoldPolicy()))
-    d0, d1 = pd.Timestamp("2024-03-01"), pd.Timestamp("2024-06-28")
-    eur = lambda d: demo_market.close.at[d, "SPY"] / demo_market.fx_eurusd.at[d]  # noqa: E731
-    assert results[-1].equity["benchmark_spy_eur"] == pytest.approx(10_000 * eur(d1) / eur(d0), abs=0.01)
-    cac = demo_market.close["^FCHI"]
-    assert results[-1].equity["benchmark_cac40_eur"] == pytest.approx(10_000 * cac[d1] / cac[d0], abs=0.01)
+    # The market moved, so the flat line is the policy's doing, not the market's.
+    spy = demo_market.close["SPY"].dropna()
+    assert spy.loc["2024-06-03":"2024-12-31"].nunique() > 100
+    # The step computes no benchmark: those are arms (tests/test_arms.py).
+    assert not any(k.startswith("benchmark_") for k in results[-1].equity)
 
 
 def _poisoned_after(market: MarketData, d: pd.Timestamp, seed: int = 1) -> MarketData:

@@ -61,7 +61,7 @@ def test_the_figures_are_those_of_the_state(state, week):
     assert r.week_return == pytest.approx(nav_end / nav_start - 1)
     assert r.total_pnl_eur == pytest.approx(nav_end - capital)
     assert r.sessions == tuple(rows["date"].dt.date)
-    for b, key in zip(r.benchmarks, ("spy", "cac40"), strict=True):
+    for b, key in zip(r.benchmarks, [x.key for x in CONFIG.benchmarks], strict=True):
         col = f"benchmark_{key}_eur"
         start = base[col] if base is not None else capital
         assert b.week_return == pytest.approx(rows[col].iloc[-1] / start - 1)

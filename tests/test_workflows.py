@@ -61,7 +61,7 @@ def _steps(doc: dict):
 
 
 def test_the_expected_workflows_exist(workflows):
-    assert {"ci.yml", "daily.yml", "monitor.yml", "weekly.yml", "pages.yml"} <= set(workflows)
+    assert set(workflows) == {"ci.yml", "daily.yml", "monitor.yml", "weekly.yml", "pages.yml", "sweep.yml"}
 
 
 # --- external validators ------------------------------------------------------------

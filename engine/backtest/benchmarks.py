@@ -1,100 +1,54 @@
-"""Buy-and-hold benchmarks in EUR, with the same cost model where they trade.
+"""The benchmark lines: baseline arms where they trade, an index where nothing can.
 
-A tradable benchmark (buy-and-hold SPY, the CAC 40 tracker, an equal-weight basket of
-the 21 assets) is bought like the strategy's first orders: decided at the inception
-close, filled at each asset's next open through the same ``quote`` (slippage,
-commission with its minimum, French tax, FX), then held; dividends are kept as cash.
-Fractional shares are used so that the intended weights hold exactly (an equal
-weight of 476 EUR cannot buy one Hermes share). An index (^FCHI) cannot be traded:
-it is units bought at the inception close, without costs.
+A tradable benchmark (buy-and-hold SPY, the CAC 40 tracker, a rebalanced equal weight)
+is not computed here: it is an *arm* (engine.arms), a paper portfolio run through the
+same step, ledger, execution, costs and dividend booking as the strategy, from the same
+first session. Its line is that arm's NAV, so the site, the weekly report and the verdict
+show one number. Which arm fills which ``[[benchmarks]]`` line is the config's
+``benchmark = key`` of the arm.
 
-Holding a fixed set of shares needs no daily step: the NAV is valued for every
-session at once, vectorised.
+A ``[[benchmarks]]`` line that no arm fills is an untradable index (^FCHI, the CAC 40
+*price* index: no dividends): units bought at the first session's close, without costs.
+Its units are kept in the headline portfolio (``Portfolio.benchmarks``) so that a live
+run years later still values it from the same first close.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 
-import numpy as np
-import pandas as pd
-
 from engine.config import Config
-from engine.data.market import MarketData
-from engine.portfolio.costs import CostModel
-from engine.portfolio.execution import affordable_qty, quote
+from engine.portfolio.ledger import BenchmarkHolding, Portfolio
 
 
-def _eur_prices(market: MarketData, config: Config, tickers: list[str]) -> pd.DataFrame:
-    close = market.close[tickers].ffill()
-    usd = [t for t in tickers if config.instruments[t].currency == "USD"]
-    if usd:
-        close[usd] = close[usd].div(market.fx_eurusd, axis=0)
-    return close
+def arm_lines(config: Config) -> dict[str, str]:
+    """{benchmark key: arm name} for the lines an arm of the configuration fills."""
+    return {a.benchmark: a.name for a in config.arms.arm if a.benchmark is not None}
 
 
-def buy_and_hold(
-    market: MarketData,
-    config: Config,
-    weights: Mapping[str, float],
-    sessions: pd.DatetimeIndex,
-    capital_eur: float,
-) -> pd.Series:
-    """NAV in EUR on `sessions` of buying `weights` after the close of ``sessions[0]``."""
-    costs = CostModel.from_config(config.costs)
-    tickers = list(weights)
-    idx = market.index
-    pos = idx.get_indexer(sessions)
-    if (pos < 0).any():
-        raise ValueError("every session must be in the market data")
-    prices = _eur_prices(market, config, tickers).to_numpy()[pos]
-    n = len(sessions)
-    cash = np.full(n, float(capital_eur))
-    value = np.zeros(n)
-    opens = market.open[tickers].to_numpy()
-    fx = market.fx_eurusd.to_numpy()
-    dividends = market.dividends[tickers].to_numpy()
-    for j, t in enumerate(tickers):
-        asset = config.asset_by_ticker[t]
-        # The first session after inception on which the asset's exchange opens.
-        k = next((k for k in range(1, n) if opens[pos[k], j] == opens[pos[k], j]), None)
-        if k is None:
-            continue
-        i = pos[k]
-        budget = capital_eur * weights[t]
-        qty = affordable_qty(asset, float(opens[i, j]), float(fx[i]), budget, costs, whole_shares=False)
-        if qty <= 0:
-            continue
-        fill = quote(asset, "buy", qty, float(opens[i, j]), float(fx[i]), costs)
-        cash[k:] += fill.cash_flow_eur
-        value[k:] += qty * prices[k:, j]
-        div = np.nan_to_num(dividends[pos[k:], j]) * qty
-        if asset.currency == "USD":
-            div = div / fx[pos[k:]]
-        cash[k:] += np.cumsum(div)
-    return pd.Series(cash + value, index=sessions, name="nav_eur")
+def index_keys(config: Config) -> list[str]:
+    """The benchmark keys no arm fills: untradable index lines."""
+    filled = arm_lines(config)
+    return [b.key for b in config.benchmarks if b.key not in filled]
 
 
-def index_units(market: MarketData, config: Config, ticker: str, sessions: pd.DatetimeIndex, capital_eur: float) -> pd.Series:
-    """An untradable index bought at the inception close without costs, in EUR."""
-    p = _eur_prices(market, config, [ticker])[ticker].reindex(sessions)
-    return (capital_eur * p / p.iloc[0]).rename("nav_eur")
+def track_indices(
+    p: Portfolio, day: dt.date, prices_eur: Mapping[str, float], config: Config
+) -> tuple[dict[str, BenchmarkHolding], dict[str, float]]:
+    """The index holdings after `day` and their NAVs in EUR (NaN without a price).
 
-
-def standard_benchmarks(
-    market: MarketData, config: Config, sessions: pd.DatetimeIndex, capital_eur: float
-) -> dict[str, pd.Series]:
-    """Buy-and-hold SPY, the CAC 40 index and its tracker, and an equal-weight basket."""
-    out: dict[str, pd.Series] = {}
-    available = set(market.close.columns)
-    if "SPY" in available:
-        out["buy_and_hold_spy"] = buy_and_hold(market, config, {"SPY": 1.0}, sessions, capital_eur)
-    if "CAC.PA" in available:
-        out["buy_and_hold_cac40_tracker"] = buy_and_hold(market, config, {"CAC.PA": 1.0}, sessions, capital_eur)
-    if "^FCHI" in available:
-        out["cac40_index"] = index_units(market, config, "^FCHI", sessions, capital_eur)
-    basket = [t for t in config.tickers if t in available]
-    if basket:
-        w = 1.0 / len(basket)
-        out["equal_weight"] = buy_and_hold(market, config, dict.fromkeys(basket, w), sessions, capital_eur)
-    return out
+    At the portfolio's first session (``p.inception`` is `day` or unset) each index is
+    bought for the starting capital at that close; afterwards the units stay fixed."""
+    by_key = {b.key: b for b in config.benchmarks}
+    holdings = {k: h for k, h in p.benchmarks.items() if k in by_key}
+    first = p.inception is None or p.inception == day
+    navs: dict[str, float] = {}
+    for key in index_keys(config):
+        b = by_key[key]
+        price = prices_eur.get(b.ticker, float("nan"))
+        if key not in holdings and first and price == price and price > 0:
+            holdings[key] = BenchmarkHolding(ticker=b.ticker, units=p.starting_capital_eur / price)
+        h = holdings.get(key)
+        navs[key] = h.units * price + h.cash_eur if h is not None else float("nan")
+    return dict(sorted(holdings.items())), navs

@@ -26,6 +26,8 @@ normal CDF is ``math.erf``).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -381,3 +383,100 @@ def verdict(
         "psr_vs_benchmark": probabilistic_sharpe_ratio(s - rf_d, sr_b) if not math.isnan(sr_b) else math.nan,
         "sentence": sentence,
     }
+
+
+# ---------------------------------------------------------------- several arms, honest power
+
+
+def paired_test(
+    treatment_returns: object, control_returns: object, *, alpha: float = 0.05, n_boot: int = 5000, seed: int = 0,
+    confidence: float = 0.95, periods_per_year: float = PERIODS_PER_YEAR, names: tuple[str, str] = ("treatment", "control"),
+) -> dict[str, object]:
+    """Treatment against control on the paired daily differences ``r_t - r_c`` (same dates,
+    same market), with the stationary bootstrap of :func:`excess_return_test`: H0 the
+    treatment's mean daily return is no higher than the control's. This is the test of the
+    hypothesis itself: what the behavioural prompt adds over the same model without it."""
+    test = excess_return_test(treatment_returns, control_returns, n_boot=n_boot, seed=seed, confidence=confidence,
+                              periods_per_year=periods_per_year)
+    p = test["p_value"]
+    a, b = names
+    if math.isnan(p):
+        sentence = f"{a} vs {b}: too few paired sessions to test (n = {test['n']})"
+    else:
+        effect = (f"{_pct(test['mean_excess_ann'])} a year, {confidence * 100:g}% CI "
+                  f"[{_pct(test['ci_low'])}, {_pct(test['ci_high'])}], {_p_text(p)}")
+        sentence = (f"{a} beats {b} ({effect})" if p <= alpha
+                    else f"cannot tell {a} from {b} ({effect})")
+    mde = minimum_detectable_effect(_aligned_excess(treatment_returns, control_returns), alpha=alpha,
+                                    periods_per_year=periods_per_year)
+    return {**test, "reject_null": bool(not math.isnan(p) and p <= alpha), "alpha": alpha, "sentence": sentence,
+            "mde": mde}
+
+
+def minimum_detectable_effect(
+    excess_returns: object, *, alpha: float = 0.05, power: float = 0.8, periods_per_year: float = PERIODS_PER_YEAR,
+    last_date: object = None, edge: float = 0.05,
+) -> dict[str, object]:
+    """The smallest annual edge a one-sided test at `alpha` detects with probability
+    `power`, given the tracking error and the sample in hand:
+
+    ``MDE = (z_{1-alpha} + z_power) * TE_ann / sqrt(years)``, ``TE_ann = std(d) sqrt(ppy)``
+
+    (the normal approximation for the mean of i.i.d. daily differences; autocorrelation
+    would only widen it). Also how many years an `edge` (default 5% a year) needs,
+    ``years = ((z_{1-alpha} + z_power) TE_ann / edge)^2``, and, given the sample's
+    `last_date`, the year it could first be told from luck. Said in words in ``sentence``."""
+    d = _clean(excess_returns)
+    n = d.size
+    z = NormalDist().inv_cdf(1 - alpha) + NormalDist().inv_cdf(power)
+    out: dict[str, object] = {"alpha": alpha, "power": power, "n": int(n), "edge": edge,
+                              "tracking_error_ann": math.nan, "mde_ann": math.nan, "years_for_edge": math.nan,
+                              "sentence": "too few sessions to measure the noise"}
+    if n < 3 or not d.std(ddof=1) > 0:
+        return out
+    te = float(d.std(ddof=1)) * math.sqrt(periods_per_year)
+    years = n / periods_per_year
+    mde = z * te / math.sqrt(years)
+    need = (z * te / edge) ** 2
+    out.update(tracking_error_ann=te, mde_ann=mde, years_for_edge=need)
+    when = ""
+    if last_date is not None:
+        end = pd.Timestamp(last_date)
+        out["edge_detectable_from"] = int(end.year + max(need - years, 0.0))
+        when = f", that is not before {out['edge_detectable_from']}"
+    out["sentence"] = (
+        f"at this noise (tracking error {te:.1%} a year), an edge below {mde:.1%} a year cannot be told from luck "
+        f"with the {years:.1f} years in hand; an edge of {edge:.0%} a year needs about {need:.0f} years{when} "
+        f"(one-sided test at {alpha:g}, power {power:.0%})"
+    )
+    return out
+
+
+EULER_GAMMA = 0.5772156649015329
+
+
+def deflated_sharpe_ratio(returns: object, trial_sharpes: Sequence[float], n_trials: int | None = None) -> dict[str, object]:
+    """The probabilistic Sharpe ratio against the Sharpe ratio the best of N trials would
+    reach by luck (Bailey & Lopez de Prado 2014, "The Deflated Sharpe Ratio", Journal of
+    Portfolio Management 40(5)):
+
+    ``SR0 = sqrt(V[SR_n]) * ((1 - gamma) Phi^-1(1 - 1/N) + gamma Phi^-1(1 - 1/(N e)))``
+
+    with ``SR_n`` the per-period Sharpe ratios of the N trials compared (arms, prompt
+    versions, models), ``gamma`` the Euler-Mascheroni constant; ``DSR = PSR(SR0)``. With
+    one trial it is the PSR against 0. `n_trials` counts trials whose Sharpe ratio is not
+    in `trial_sharpes` (an earlier prompt version): N is the larger of the two, the
+    variance that of the Sharpe ratios given."""
+    srs = [float(x) for x in trial_sharpes if x == x]
+    n = max(len(srs), n_trials or 0)
+    if n < 2 or len(srs) < 2:
+        sr0 = 0.0
+    else:
+        var = float(np.var(srs, ddof=1))
+        nd = NormalDist()
+        sr0 = math.sqrt(var) * ((1 - EULER_GAMMA) * nd.inv_cdf(1 - 1 / n) + EULER_GAMMA * nd.inv_cdf(1 - 1 / (n * math.e)))
+    dsr = probabilistic_sharpe_ratio(returns, sr0)
+    return {"trials": n, "sr0_per_period": sr0, "dsr": dsr,
+            "sentence": (f"deflated Sharpe ratio {dsr:.2f} for the best of {n} trials (the probability that its "
+                         "true Sharpe ratio beats what luck alone gives the best of that many)") if dsr == dsr
+            else "deflated Sharpe ratio: not enough data"}

@@ -1,11 +1,19 @@
 """Blind mode: what would let a model recall history is hidden from it.
 
 An LLM may remember what a ticker did in 2022. In blind mode the brief names assets
-"Asset A", "Asset B", ... (tickers ``ASSET_A`` ...) with their sector hidden, every
-date is replaced by ``[date]``, and price levels are rebased to 100 at the start of
-the run (returns, volatilities, CVaR and every other ratio are unchanged, as are the
-portfolio's EUR amounts). The model's answer is mapped back to the real tickers; a
-name it invents stays unknown and is cut like any unknown ticker.
+"Asset A", "Asset B", ... (tickers ``ASSET_A`` ...) in an order shuffled per run (the
+seed), with their sector hidden, every date is replaced by ``[date]``, and price levels
+are rebased to 100 at the start of the run. Quantities are rescaled the other way (a
+position's value, a fill's EUR amount are unchanged; its price and share count are not
+the real ones), so neither a position nor yesterday's fills give a price level away.
+Currencies and the French-tax flag are not shown either (USD + ETF or ftt = y would
+narrow an asset down to a handful): every asset reads as EUR, untaxed, and the costs
+Python books stay the real ones. Returns, volatilities, CVaR and every other ratio are
+unchanged, as are the portfolio's EUR amounts. The model's answer is mapped back to the
+real tickers; a name it invents stays unknown and is cut like any unknown ticker.
+
+A blind run is labelled "blind", never "out-of-sample": hiding names does not prove the
+model cannot recognise a path.
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ import json
 import re
 import string
 from collections.abc import Mapping
+
+import numpy as np
 
 from engine.config import Config
 from engine.decision import Brief, Decision
@@ -30,20 +40,25 @@ def _letters(i: int) -> str:
 
 
 class Blind:
-    def __init__(self, config: Config, anchors_local: Mapping[str, float]):
-        self.alias = {t: f"ASSET_{_letters(i)}" for i, t in enumerate(config.tickers)}
+    def __init__(self, config: Config, anchors_local: Mapping[str, float], seed: int | None = None):
+        order = list(config.tickers)
+        if seed is not None:
+            np.random.default_rng(seed).shuffle(order)
+        self.alias = {t: f"ASSET_{_letters(i)}" for i, t in enumerate(order)}
         self.real = {v: k for k, v in self.alias.items()}
         self.factor = {t: 100.0 / float(p) for t, p in anchors_local.items() if p and p == p}
         assets = [
             {**a.model_dump(), "ticker": self.alias[a.ticker], "name": f"Asset {self.alias[a.ticker][6:]}",
-             "sector": "hidden"}
-            for a in config.assets
+             "sector": "hidden", "currency": "EUR", "ftt": False, "kind": "stock"}
+            for a in sorted(config.assets, key=lambda a: self.alias[a.ticker])
         ]
         benchmarks = [
             {**b.model_dump(), "ticker": self.alias.get(b.ticker, f"BENCH_{i}"), "name": "benchmark"}
             for i, b in enumerate(config.benchmarks)
         ]
-        self.config = config.with_overrides(assets=assets, benchmarks=benchmarks)
+        # The model's view only (its prompt and brief): the arms name real tickers, so none here.
+        self.config = config.with_overrides(assets=assets, benchmarks=benchmarks,
+                                            arms={"arm": [], "treatment": None, "control": None, "reference": None})
         # Longest first, so that "MC.PA" is replaced before a shorter name inside it could be.
         names = dict(self.alias)
         names.update({config.asset_by_ticker[t].name: a for t, a in self.alias.items()})
@@ -71,24 +86,41 @@ class Blind:
         for t, pv in b.positions.items():
             k = self.factor.get(t, 1.0)
             positions[self._t(t)] = dataclasses.replace(
-                pv, ticker=self._t(t), avg_cost_eur=pv.avg_cost_eur * k, price_local=pv.price_local * k,
-                price_eur=pv.price_eur * k,
+                pv, ticker=self._t(t), qty=pv.qty / k, avg_cost_eur=pv.avg_cost_eur * k, price_local=pv.price_local * k,
+                price_eur=pv.price_eur * k, currency="EUR",
             )
         corr = b.correlation
         if corr is not None:
             corr = corr.rename(index=self.alias, columns=self.alias)
-        previous = json.loads(self.scrub(json.dumps(b.previous))) if b.previous is not None else None
+        previous = self._previous(b.previous)
         return dataclasses.replace(
             b,
-            assets=assets,
-            positions=positions,
-            prices_eur={self._t(t): p for t, p in b.prices_eur.items()},
-            pending_orders=tuple(o.model_copy(update={"ticker": self._t(o.ticker)}) for o in b.pending_orders),
+            assets=dict(sorted(assets.items())),  # in alias order: the universe's order would tell
+            positions=dict(sorted(positions.items())),
+            prices_eur={self._t(t): p * self.factor.get(t, 1.0) for t, p in b.prices_eur.items()},
+            pending_orders=tuple(o.model_copy(update={"ticker": self._t(o.ticker), "qty": o.qty / self.factor.get(o.ticker, 1.0)})
+                                 for o in b.pending_orders),
             data_issues=tuple({k: self.scrub(str(v)) for k, v in i.items()} for i in b.data_issues),
-            tradable=tuple(self._t(t) for t in b.tradable),
+            tradable=tuple(sorted(self._t(t) for t in b.tradable)),
             previous=previous,
             correlation=corr,
         )
+
+    def _previous(self, prev: dict | None) -> dict | None:
+        """Yesterday's decision with its orders' and fills' quantities and prices rescaled."""
+        if prev is None:
+            return None
+        prev = json.loads(json.dumps(prev))
+        for key in ("orders", "fills_today"):
+            for item in prev.get(key, []):
+                k = self.factor.get(item.get("ticker"), 1.0)
+                if "qty" in item:
+                    item["qty"] = item["qty"] / k
+                if "price_local" in item:
+                    item["price_local"] = round(item["price_local"] * k, 4)
+                if "currency" in item:
+                    item["currency"] = "EUR"
+        return json.loads(self.scrub(json.dumps(prev)))
 
     def unmask(self, d: Decision) -> Decision:
         actions = tuple(a.model_copy(update={"ticker": self.real.get(a.ticker, a.ticker)}) for a in d.decisions)
@@ -107,6 +139,7 @@ class BlindPolicy:
 
     def decide(self, brief: Brief) -> PolicyAnswer:
         ans = self.inner.decide(self.blind.mask(brief))
-        note = "blind mode: tickers, names and dates hidden, prices rebased to 100 at the start of the run"
+        note = ("blind mode: tickers (shuffled), names, sectors, currencies, tax flags and dates hidden, prices "
+                "rebased to 100 at the start of the run and quantities rescaled")
         return dataclasses.replace(ans, decision=self.blind.unmask(ans.decision), notes=[*ans.notes, note])
 

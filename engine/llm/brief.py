@@ -54,6 +54,7 @@ PORTFOLIO = "## PORTFOLIO"
 LIMITS = "## LIMITS IN FORCE TODAY"
 POSITIONS = "## POSITIONS"
 PENDING = "## PENDING ORDERS"
+CHURN = "## CHURN LIMITS"
 ASSETS = "## ASSETS"
 RECENT = f"## LAST {RECENT_SESSIONS} SESSIONS"
 CORRELATIONS = "## CORRELATIONS"
@@ -61,7 +62,7 @@ PREVIOUS = "## PREVIOUS DECISION"
 DATA_ISSUES = "## DATA ISSUES"
 ANSWER = "## ANSWER"
 SECTIONS: tuple[str, ...] = (
-    TITLE, PORTFOLIO, LIMITS, POSITIONS, PENDING, ASSETS, RECENT, CORRELATIONS, PREVIOUS, DATA_ISSUES, ANSWER,
+    TITLE, PORTFOLIO, LIMITS, POSITIONS, PENDING, CHURN, ASSETS, RECENT, CORRELATIONS, PREVIOUS, DATA_ISSUES, ANSWER,
 )
 
 ASSET_COLUMNS: tuple[str, ...] = (
@@ -236,6 +237,20 @@ def _pending(b: Brief, cfg: Config) -> list[str]:
         reason = _text(o.reason, MAX_REASON_CHARS)
         lines.append(f"{o.side} {_qty(o.qty)} {o.ticker} (decided {o.decided_on.isoformat()})" + (f": {reason}" if reason else ""))
     return lines
+
+
+def _churn(b: Brief, cfg: Config) -> list[str]:
+    c = b.churn
+    if c is None:
+        return []
+    cap = c["max_buys_per_week"]
+    head = (f"re-entry cooldown {c['reentry_cooldown_sessions']} sessions after a sale; buys this rolling week "
+            f"({c['week_sessions']} sessions): {c['buys_in_week']}" + (f" of at most {cap}" if cap else " (no cap)"))
+    cool = c["cooldowns"]
+    if not cool:
+        return [CHURN, head, "in cooldown: none"]
+    return [CHURN, head, "in cooldown (a buy is cut): " + ", ".join(
+        f"{t} (sold {v['sold_on']}, {v['sessions_left']} more session(s))" for t, v in cool.items())]
 
 
 def _max_buy(b: Brief, t: str, fig: Mapping[str, Any], cfg: Config) -> str:
@@ -440,7 +455,7 @@ def _answer(b: Brief, cfg: Config) -> list[str]:
 
 
 _RENDERERS = (
-    _header, _portfolio, _limits, _positions, _pending, _assets, _recent, _correlations, _previous, _data_issues, _answer,
+    _header, _portfolio, _limits, _positions, _pending, _churn, _assets, _recent, _correlations, _previous, _data_issues, _answer,
 )
 
 

@@ -33,7 +33,7 @@ from engine.decision import Brief, Decision
 from engine.llm.brief import estimate_tokens, render_brief
 from engine.llm.cache import ResponseCache, request_key
 from engine.llm.client import ChatClient, Completion, Rejected, error_detail
-from engine.llm.prompt import PROMPT_VERSION, prompt_sha256, system_prompt
+from engine.llm.prompt import prompt_for, prompt_sha256
 from engine.llm.schema import AnswerInvalid, parse_answer, split_reasoning
 from engine.policies import PolicyAnswer
 
@@ -68,6 +68,7 @@ class LLMPolicy:
         model: str | None = None,
         scrub: Callable[[str], str] | None = None,
         run_budget_usd: float | None = None,
+        prompt: str = "behavioural",
     ):
         self.cfg = config
         self.scrub = scrub  # applied to the rendered brief (blind mode)
@@ -83,7 +84,8 @@ class LLMPolicy:
                 f'enforced: add [llm.prices_usd_per_million_tokens] "{self.model}" = {{ input = ..., output = ... }} '
                 "(0 for a local model)"
             )
-        self.system = system_prompt(config)
+        self.prompt = prompt  # the prompt family: "behavioural" (treatment) or "neutral" (control)
+        self.system, self.prompt_version = prompt_for(prompt, config)
         self.system_sha256 = prompt_sha256(self.system)
 
     def decide(self, brief: Brief) -> PolicyAnswer:
@@ -96,7 +98,7 @@ class LLMPolicy:
         usage: dict[str, Any] = {
             "model": self.model,
             "model_family": self.info.family,
-            "prompt_version": PROMPT_VERSION,
+            "prompt_version": self.prompt_version,
             "prompt_sha256": self.system_sha256,
             "temperature": s.temperature,
             "seed": s.seed,

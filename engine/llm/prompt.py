@@ -122,3 +122,18 @@ ANSWER: one JSON object, nothing outside it (no prose, no code fence):
 def prompt_sha256(text: str) -> str:
     """The SHA-256 (hex) of the UTF-8 text: recorded with each decision."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+PROMPTS = ("behavioural", "neutral")  # the prompt families an llm arm may use
+
+
+def prompt_for(family: str, config: Config) -> tuple[str, str]:
+    """(system prompt, version) of a prompt family: "behavioural" (this module, the
+    treatment) or "neutral" (engine.llm.prompt_neutral, the control)."""
+    if family == "behavioural":
+        return system_prompt(config), PROMPT_VERSION
+    if family == "neutral":
+        from engine.llm.prompt_neutral import NEUTRAL_PROMPT_VERSION, neutral_system_prompt
+
+        return neutral_system_prompt(config), NEUTRAL_PROMPT_VERSION
+    raise ValueError(f"unknown prompt family {family!r}: choose one of {', '.join(PROMPTS)}")

@@ -103,7 +103,8 @@ class CostTotals(_Model):
 
 
 class BenchmarkHolding(_Model):
-    """A buy-and-hold benchmark: units bought at inception's close, dividends kept as cash."""
+    """An untradable index line: units bought at inception's close, without costs. (States
+    written before the arms existed hold their buy-and-hold lines here too.)"""
 
     ticker: str
     units: float
@@ -132,6 +133,15 @@ class LLMTotals(_Model):
     cost_usd: float = 0.0
 
 
+class ChurnMemory(_Model):
+    """What the churn guardrails remember: the date each ticker was last sold (the sale's
+    decision) and
+    the dates of the recent buy orders (one entry per order)."""
+
+    last_sold: dict[str, dt.date] = {}
+    buys: tuple[dt.date, ...] = ()
+
+
 class Portfolio(_Model):
     schema_version: int = SCHEMA_VERSION
     # Where the prices come from ("yahoo", "demo seed=42"): a state is never fed two sources.
@@ -157,6 +167,7 @@ class Portfolio(_Model):
     benchmarks: dict[str, BenchmarkHolding] = {}
     last_decision: LastDecision | None = None
     llm: LLMTotals = LLMTotals()
+    churn: ChurnMemory = ChurnMemory()
 
     @classmethod
     def initial(cls, capital_eur: float, source: str = "") -> Portfolio:

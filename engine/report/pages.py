@@ -884,8 +884,8 @@ def backtests_page(data: SiteData, drawn: Sequence[str]) -> str:
     if run.get("in_sample"):
         out.append('!!! warning "In-sample: the model may remember this period"\n    The run starts before the '
                    f"knowledge cutoff of {untrusted(run.get('model'))} ({untrusted(run.get('knowledge_cutoff'))}): the "
-                   "model may know what happened next. Only a blind run or a window after the cutoff is an "
-                   "out-of-sample test.\n")
+                   "model may know what happened next. Only a window after the cutoff is an out-of-sample test "
+                   "(a blind run hides names and dates; it is labelled blind, not out-of-sample).\n")
     if verdict.get("sentence"):
         level = "success" if verdict.get("reject_null") else "info"
         out.append(f'!!! {level} "Verdict on the null hypothesis"\n    {untrusted(verdict.get("sentence"))}\n')

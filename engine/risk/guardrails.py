@@ -9,6 +9,10 @@ cuts a sale. They run in a fixed order, each on the result of the previous one:
 4. ``cvar``: the portfolio's 1-day historical CVaR 95 after the orders within
    ``cvar_budget * m(drawdown)``.
 
+Before them, the churn guardrails (:func:`apply_churn`) cut a purchase of a ticker sold
+in the last ``reentry_cooldown_sessions`` and the purchases beyond ``max_buys_per_week``
+in a rolling week.
+
 ``m`` is the drawdown multiplier (engine.risk.drawdown): 1 at the peak, tightening
 non-linearly as the drawdown deepens. Existing positions are trimmed only beyond a
 tolerance, so that price drift alone does not churn the portfolio. All values are
@@ -19,15 +23,15 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from engine.config import GuardrailsConfig
+from engine.config import ChurnConfig, GuardrailsConfig
 from engine.decision import Cut
 from engine.portfolio.execution import floor_qty
-from engine.portfolio.ledger import Order
+from engine.portfolio.ledger import ChurnMemory, Order
 from engine.risk.cvar import portfolio_cvar
 from engine.risk.drawdown import drawdown_multiplier
 
@@ -231,3 +235,85 @@ def _ceil_qty(q: float, whole_shares: bool) -> float:
     if whole_shares:
         return float(math.ceil(q - 1e-9))
     return math.ceil(q * 1e6 - 1e-6) / 1e6
+
+
+# --------------------------------------------------------------------------- churn
+
+@dataclass(frozen=True)
+class ChurnView:
+    """The churn limits in force at a session: shown in the brief, applied to the orders.
+
+    ``cooldowns``: ticker -> (the last session it was sold, sessions of cooldown left);
+    ``buys_in_week``: buy orders decided in the rolling week before this session."""
+
+    cooldowns: Mapping[str, tuple[dt.date, int]]
+    buys_in_week: int
+    max_buys_per_week: int  # 0: no cap
+    cooldown_sessions: int
+    week_sessions: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "reentry_cooldown_sessions": self.cooldown_sessions,
+            "max_buys_per_week": self.max_buys_per_week,
+            "week_sessions": self.week_sessions,
+            "buys_in_week": self.buys_in_week,
+            "cooldowns": {t: {"sold_on": d.isoformat(), "sessions_left": n} for t, (d, n) in sorted(self.cooldowns.items())},
+        }
+
+
+def churn_view(
+    last_sold: Mapping[str, dt.date], buy_dates: Sequence[dt.date], sessions_since: Callable[[dt.date], int], c: ChurnConfig
+) -> ChurnView:
+    """`sessions_since(x)`: sessions from `x` to the decision date (1 = the session before)."""
+    cooldowns = {}
+    for t, sold in last_sold.items():
+        left = c.reentry_cooldown_sessions - sessions_since(sold)
+        if left >= 0 and c.reentry_cooldown_sessions > 0:
+            cooldowns[t] = (sold, left)
+    buys = sum(1 for b in buy_dates if sessions_since(b) < c.week_sessions)
+    return ChurnView(cooldowns, buys, c.max_buys_per_week, c.reentry_cooldown_sessions, c.week_sessions)
+
+
+def remember_churn(
+    memory: ChurnMemory, date: dt.date, sold: Sequence[str], bought: int,
+    sessions_since: Callable[[dt.date], int], c: ChurnConfig,
+) -> ChurnMemory:
+    """The memory after a session: `sold` tickers (sales decided today) and `bought`
+    buy orders added, what is past the cooldown or the week forgotten."""
+    last = {t: d for t, d in memory.last_sold.items() if sessions_since(d) <= c.reentry_cooldown_sessions}
+    last.update(dict.fromkeys(sold, date))
+    buys = tuple(d for d in memory.buys if sessions_since(d) < c.week_sessions) + (date,) * bought
+    return ChurnMemory(last_sold=dict(sorted(last.items())), buys=buys)
+
+
+def apply_churn(
+    date: dt.date, orders: list[Order], view: ChurnView, prices_eur: Mapping[str, float]
+) -> tuple[list[Order], list[Cut]]:
+    """Cut purchases that churn: a re-entry inside the cooldown, or buys beyond the rolling
+    weekly cap (the largest purchases are kept). Sales are never touched."""
+    cuts: list[Cut] = []
+    kept: list[Order] = []
+    buys: list[Order] = []
+    for o in orders:
+        if o.side != "buy":
+            kept.append(o)
+        elif o.ticker in view.cooldowns:
+            sold, left = view.cooldowns[o.ticker]
+            ago = view.cooldown_sessions - left
+            cuts.append(Cut("guardrail:reentry_cooldown", o.ticker, f"buy {o.qty:g}", "dropped",
+                            f"sold on {sold.isoformat()}, {ago} session(s) ago: no re-entry within "
+                            f"{view.cooldown_sessions} sessions of a sale"))
+        else:
+            buys.append(o)
+    room = view.max_buys_per_week - view.buys_in_week if view.max_buys_per_week > 0 else len(buys)
+    buys.sort(key=lambda o: (-o.qty * prices_eur.get(o.ticker, 0.0), o.ticker))
+    for n, o in enumerate(buys):
+        if n < max(room, 0):
+            kept.append(o)
+        else:
+            cuts.append(Cut("guardrail:max_buys_per_week", o.ticker, f"buy {o.qty:g}", "dropped",
+                            f"{view.buys_in_week} buy(s) in the last {view.week_sessions} sessions and {n} kept "
+                            f"today: the cap is {view.max_buys_per_week} a rolling week"))
+    kept.sort(key=lambda o: (o.side != "sell", o.ticker))
+    return kept, cuts

@@ -1,0 +1,208 @@
+"""Decision analytics from the audit trail: what the decisions did, with their uncertainty.
+
+Pure functions over an arm's trades, equity rows and decision records (and, for forward
+returns, the EUR closes), so that every arm is measured the same way:
+
+* :func:`forward_returns`: each buy's and sell's forward 1/5/20-session return against not
+  trading (a buy earns the asset's move from the fill; a sale *avoids* it, so its value is
+  minus the move), mean and 95% interval;
+* :func:`round_trips` / :func:`win_rates`: buys matched to later sales first-in first-out,
+  the win rate by holding period (Wilson 95% interval);
+* turnover (engine.backtest.metrics.turnover) and :func:`cash_drag`: the average cash
+  weight and the return forgone against the same weights fully invested;
+* :func:`cut_counts`, :func:`fallback_rates`: how often the checks and guardrails changed
+  the answer, by rule, and how often the answer was an explicit HOLD, by cause.
+
+Uncertainty is honest and simple: a mean's interval is ``mean +- 1.96 s / sqrt(n)`` (the
+trades of one arm overlap in time, so it is optimistic; it is labelled as such), a rate's
+the Wilson score interval.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict, deque
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+Z95 = 1.959963984540054
+HORIZONS = (1, 5, 20)
+HOLDING_BUCKETS = ((0, 3, "1-3 days"), (4, 20, "4-20 days"), (21, 60, "21-60 days"), (61, 10**9, "over 60 days"))
+
+
+def mean_interval(x: Iterable[float]) -> dict[str, float | int]:
+    """Mean with a normal 95% interval; NaN bounds with fewer than 2 values."""
+    a = np.asarray([v for v in x if v == v], dtype=float)
+    n = int(a.size)
+    if n == 0:
+        return {"n": 0, "mean": math.nan, "low": math.nan, "high": math.nan}
+    m = float(a.mean())
+    if n < 2:
+        return {"n": n, "mean": m, "low": math.nan, "high": math.nan}
+    half = Z95 * float(a.std(ddof=1)) / math.sqrt(n)
+    return {"n": n, "mean": m, "low": m - half, "high": m + half}
+
+
+def wilson(successes: int, n: int) -> dict[str, float | int]:
+    """A proportion with its Wilson score 95% interval (Wilson 1927)."""
+    if n <= 0:
+        return {"n": 0, "rate": math.nan, "low": math.nan, "high": math.nan}
+    p = successes / n
+    z2 = Z95**2
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return {"n": n, "rate": p, "low": max(0.0, centre - half), "high": min(1.0, centre + half)}
+
+
+def _fills(trades: pd.DataFrame) -> pd.DataFrame:
+    if trades is None or trades.empty:
+        return pd.DataFrame(columns=["date", "ticker", "side", "qty", "cash_flow_eur", "gross_eur"])
+    t = trades[trades["side"].isin(["buy", "sell"])].copy()
+    t["date"] = pd.to_datetime(t["date"])
+    return t.sort_values(["date", "ticker"], kind="stable")
+
+
+def forward_returns(
+    trades: pd.DataFrame, close_eur: pd.DataFrame, horizons: Sequence[int] = HORIZONS
+) -> dict[str, dict[str, dict[str, float | int]]]:
+    """{side: {"h1": interval, ...}} of the value of each fill against not trading over h
+    sessions: the asset's EUR return from the fill (its price with costs, EUR per share)
+    to the close h - 1 sessions after the fill day (h = 1: the fill day's close) for a buy,
+    minus that for a sale. Fills whose horizon is past the data are left out."""
+    t = _fills(trades)
+    close = close_eur.sort_index()
+    idx = close.index
+    out: dict[str, dict[str, list[float]]] = {"buy": defaultdict(list), "sell": defaultdict(list)}
+    for row in t.itertuples(index=False):
+        if row.ticker not in close.columns:
+            continue
+        i = int(idx.searchsorted(pd.Timestamp(row.date)))
+        if i >= len(idx):
+            continue
+        base = abs(float(row.cash_flow_eur)) / float(row.qty)
+        for h in horizons:
+            if i + h - 1 < len(idx) and base > 0:
+                r = float(close[row.ticker].iloc[i + h - 1] / base - 1)
+                if r != r:
+                    continue
+                out[row.side][f"h{h}"].append(r if row.side == "buy" else -r)
+    return {side: {f"h{h}": mean_interval(v.get(f"h{h}", [])) for h in horizons} for side, v in out.items()}
+
+
+def round_trips(trades: pd.DataFrame) -> list[dict[str, Any]]:
+    """Buys matched to later sales of the same ticker, first in first out: one entry per
+    matched lot with its holding period (calendar days) and return (net of costs)."""
+    lots: dict[str, deque[list[float]]] = defaultdict(deque)  # [qty, cost per share, date ordinal]
+    trips = []
+    for row in _fills(trades).itertuples(index=False):
+        q = float(row.qty)
+        if row.side == "buy":
+            lots[row.ticker].append([q, -float(row.cash_flow_eur) / q, row.date.toordinal()])
+            continue
+        price = float(row.cash_flow_eur) / q
+        while q > 1e-9 and lots[row.ticker]:
+            lot = lots[row.ticker][0]
+            take = min(q, lot[0])
+            trips.append({"ticker": row.ticker, "days": row.date.toordinal() - int(lot[2]), "qty": take,
+                          "return": price / lot[1] - 1 if lot[1] > 0 else math.nan})
+            lot[0] -= take
+            q -= take
+            if lot[0] <= 1e-9:
+                lots[row.ticker].popleft()
+    return trips
+
+
+def win_rates(trips: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float | int]]:
+    """The share of round trips that made money, by holding period, with Wilson intervals."""
+    out = {}
+    for lo, hi, label in HOLDING_BUCKETS:
+        rs = [t["return"] for t in trips if lo <= t["days"] <= hi and t["return"] == t["return"]]
+        out[label] = wilson(sum(r > 0 for r in rs), len(rs))
+    rs = [t["return"] for t in trips if t["return"] == t["return"]]
+    out["all"] = wilson(sum(r > 0 for r in rs), len(rs))
+    return out
+
+
+def cash_drag(equity: pd.DataFrame, periods_per_year: float = 252) -> dict[str, float]:
+    """Average cash weight, and the return a year forgone against holding the same
+    invested weights fully invested: ``r_full = r / w_invested`` (the previous session's
+    weight; sessions with nothing invested count as the invested part's 0 return)."""
+    if len(equity) < 2:
+        return {"time_in_cash": math.nan, "cash_drag_ann": math.nan}
+    nav = equity["nav_eur"].to_numpy(dtype=float)
+    cash_w = equity["cash_eur"].to_numpy(dtype=float) / nav
+    r = nav[1:] / nav[:-1] - 1
+    w = 1 - cash_w[:-1]
+    full = np.where(w > 0.01, r / np.where(w > 0.01, w, 1.0), 0.0)
+    return {"time_in_cash": float(cash_w.mean()), "cash_drag_ann": float((full - r).mean() * periods_per_year)}
+
+
+def _cause(reason: str) -> str:
+    """A HOLD reason reduced to its cause ("the model refused", "the LLM server answered HTTP 500")."""
+    text = reason.strip()
+    m = re.match(r"(the LLM server answered HTTP \d+|the LLM server did not answer|the model refused|"
+                 r"the answer did not parse|the daily LLM budget)", text)
+    if m:
+        return m.group(1)
+    return text.split(":")[0][:60]
+
+
+def cut_counts(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """How often the checks and guardrails changed the answer: per stage and rule, and the
+    share of sessions with at least one cut (Wilson interval)."""
+    by_rule: Counter[str] = Counter()
+    sessions = with_cut = 0
+    for r in records:
+        sessions += 1
+        cuts = r.get("cuts") or []
+        with_cut += bool(cuts)
+        by_rule.update(c.get("stage", "?") for c in cuts)
+    return {"by_rule": dict(sorted(by_rule.items())), "sessions_with_cuts": wilson(with_cut, sessions)}
+
+
+def fallback_rates(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """How often the answer was replaced by an explicit HOLD, by cause, with intervals."""
+    causes: Counter[str] = Counter()
+    n = 0
+    for r in records:
+        n += 1
+        reason = (r.get("answer") or {}).get("fallback")
+        if reason:
+            causes[_cause(str(reason))] += 1
+    total = sum(causes.values())
+    return {"hold_rate": wilson(total, n),
+            "by_cause": {k: wilson(v, n) for k, v in sorted(causes.items())}}
+
+
+def _turnover(trades: pd.DataFrame, equity: pd.DataFrame) -> float:
+    from engine.backtest.metrics import turnover
+
+    if equity.empty:
+        return math.nan
+    nav = pd.Series(equity["nav_eur"].to_numpy(dtype=float), index=pd.DatetimeIndex(equity["date"]))
+    return float(turnover(_fills(trades), nav))
+
+
+def analyse(
+    trades: pd.DataFrame, equity: pd.DataFrame, records: Sequence[Mapping[str, Any]],
+    close_eur: pd.DataFrame | None = None, periods_per_year: float = 252,
+) -> dict[str, Any]:
+    """Every decision analytic of one arm."""
+    trips = round_trips(trades)
+    out: dict[str, Any] = {
+        "fills": int(len(_fills(trades))),
+        "round_trips": len(trips),
+        "win_rate_by_holding": win_rates(trips),
+        "turnover_ann": _turnover(trades, equity),
+        **cash_drag(equity, periods_per_year),
+        "cuts": cut_counts(records),
+        "fallbacks": fallback_rates(records),
+        "note": "intervals are 95%: normal for means (optimistic: an arm's trades overlap in time), Wilson for rates",
+    }
+    if close_eur is not None:
+        out["forward_returns"] = forward_returns(trades, close_eur)
+    return out

@@ -1,0 +1,348 @@
+"""Arms: one market, several paper portfolios side by side.
+
+The experiment compares arms run on the same sessions from the same download, each with
+its own ledger and records under ``state/arms/<arm>/`` (the same files as a state root:
+portfolio.json, equity.parquet, trades.parquet, decisions/) and the same costs and
+guardrails: the treatment (behavioural prompt), its neutral-prompt control, the rules
+policy, a turnover-matched random policy and the passive baselines (buy-and-hold SPY, the
+CAC 40 tracker, a rebalanced equal weight). Arms are config (``[[arms.arm]]``), not code.
+
+The state root mirrors one arm, the *headline* (what the site, the weekly report and the
+monitor read), with the benchmark columns of its equity filled from the baseline arms'
+NAVs of the same session: one benchmark implementation, so every page shows the numbers
+the verdict tests. ``state/arms.json`` lists the arms, which one the root mirrors, and
+each arm's versions (policy, model, prompt version, since when): a changed prompt is a
+new version with its start date, an experiment break.
+
+Sessions run in lockstep: at each session every arm steps once (the arm a random arm
+matches in turnover steps first), then the headline's benchmark columns are filled. An
+llm arm that fails is recorded with its reason and stops alone; the others go on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from engine.backtest.benchmarks import arm_lines, track_indices
+from engine.config import ArmConfig, Config
+from engine.data.market import MarketData
+from engine.errors import ConfigError, StateCorrupt, StateUnwritable
+from engine.indicators import Indicators
+from engine.policies import Policy, RandomPolicy, Turnover, make_arm_policy
+from engine.portfolio.ledger import Portfolio
+from engine.state import StateStore, check_config, atomic_write_bytes, dumps
+from engine.step import StepContext, StepResult, step
+
+log = logging.getLogger(__name__)
+
+ARMS_DIR = "arms"
+MANIFEST = "arms.json"
+MANIFEST_SCHEMA_VERSION = 1
+
+LLMFactory = Callable[[ArmConfig, Config], Policy]
+
+
+def arm_config(spec: ArmConfig, config: Config) -> Config:
+    """The configuration an arm runs with: a passive baseline buys fractional shares with
+    no minimum order (an equal weight of 476 EUR cannot buy one Hermes share)."""
+    if spec.passive:
+        return config.with_overrides(portfolio={"whole_shares": False, "min_order_eur": 0.0})
+    return config
+
+
+def headline_spec(config: Config, policy: str) -> ArmConfig:
+    """The arm the state root mirrors: the treatment for --policy llm, else the first arm
+    with that policy (an arm of its own name when the config declares none)."""
+    arms = config.arms.arm
+    if policy == "llm":
+        name = config.arms.treatment or next((a.name for a in arms if a.policy == "llm"), None)
+        if name is None:
+            return ArmConfig(name="llm", policy="llm", prompt="behavioural")
+        return config.arm_by_name[name]
+    return next((a for a in arms if a.policy == policy), None) or ArmConfig(name=policy, policy=policy)  # type: ignore[arg-type]
+
+
+def select_arms(config: Config, headline: ArmConfig, with_llm: bool) -> list[ArmConfig]:
+    """The arms to run, in step order (an arm a random arm matches runs before it)."""
+    specs = [a for a in config.arms.arm if with_llm or a.policy != "llm"]
+    if headline.name not in {a.name for a in specs}:
+        specs.insert(0, headline)
+    names = {a.name for a in specs}
+    ordered: list[ArmConfig] = []
+    for a in specs:
+        if a.match_turnover_of in names and a.match_turnover_of not in {o.name for o in ordered}:
+            ref = next(s for s in specs if s.name == a.match_turnover_of)
+            ordered.append(ref)
+        if a not in ordered:
+            ordered.append(a)
+    return ordered
+
+
+@dataclass
+class Arm:
+    spec: ArmConfig
+    store: StateStore
+    ctx: StepContext
+    portfolio: Portfolio
+    failure: str | None = None
+    error: BaseException | None = None  # what stopped it, re-raised for the headline arm
+    unsaved: list[StepResult] = field(default_factory=list)
+    done: list[StepResult] = field(default_factory=list)
+    step_seconds: float = 0.0
+    inherited_versions: list[dict[str, Any]] = field(default_factory=list)  # from a headline it continues
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass
+class Experiment:
+    """The arms of one state folder, ready to run."""
+
+    root: StateStore
+    headline: Arm
+    arms: list[Arm]
+
+    def by_name(self) -> dict[str, Arm]:
+        return {a.name: a for a in self.arms}
+
+
+def arm_store(root: Path, name: str, durable: bool) -> StateStore:
+    return StateStore(Path(root) / ARMS_DIR / name, durable=durable)
+
+
+def open_experiment(
+    root: Path, config: Config, specs: Sequence[ArmConfig], headline: ArmConfig, source: str, synthetic: bool,
+    llm_policy: LLMFactory | None, durable: bool = True, build: dict[str, Any] | None = None,
+) -> Experiment:
+    """Open (or start) every arm's state under `root`; a state written before the arms
+    existed becomes the headline arm's history (copied into ``arms/<headline>/``)."""
+    root_store = StateStore(root, durable=durable)
+    manifest = read_manifest(root)
+    inherited: list[dict[str, Any]] = []
+    previous = manifest.get("headline") if manifest else None
+    target = arm_store(root, headline.name, durable)
+    if previous is not None and previous != headline.name:
+        if target.portfolio_path.exists():
+            raise ConfigError(
+                f"{root} mirrors the arm '{previous}', not '{headline.name}' (which has a history of its own): run it "
+                "with the same --policy, or use another state folder"
+            )
+        # The headline changes policy: the new headline arm continues the root's portfolio (a
+        # version break, recorded), and the old one goes on from its own folder.
+        inherited = list(manifest["arms"].get(previous, {}).get("versions", []))
+        log.warning("arms: the headline becomes '%s', continuing the portfolio of '%s'", headline.name, previous)
+    legacy = root_store.load()
+    if legacy is not None and not target.portfolio_path.exists():
+        _migrate(root_store, target.root)
+        log.info("arms: the existing state becomes the history of the arm '%s'", headline.name)
+    arms = []
+    for spec in specs:
+        store = arm_store(root, spec.name, durable)
+        p = _open(store, config, source)
+        cfg = arm_config(spec, config)
+        if spec.policy == "llm":
+            if llm_policy is None:
+                raise ConfigError(f"arm {spec.name} is an llm arm: it needs --policy llm (and OPENAI_API_KEY)")
+            policy = llm_policy(spec, cfg)
+        else:
+            policy = make_arm_policy(spec, cfg)
+        ctx = StepContext(config=cfg, policy=policy, source=source, synthetic=synthetic, guarded=not spec.passive,
+                          build=build)
+        arms.append(Arm(spec=spec, store=store, ctx=ctx, portfolio=p))
+    head = next(a for a in arms if a.name == headline.name)
+    head.inherited_versions = inherited
+    return Experiment(root=root_store, headline=head, arms=arms)
+
+
+def _open(store: StateStore, config: Config, source: str) -> Portfolio:
+    p = store.load()
+    if p is None:
+        return Portfolio.initial(config.portfolio.starting_capital_eur, source=source)
+    if p.source != source:  # the state is sound; the flags are wrong
+        raise ConfigError(f"{store.root} holds a portfolio priced by '{p.source}', not '{source}': refusing to mix sources")
+    check_config(p, config, store.root)
+    return p
+
+
+def _migrate(root: StateStore, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in (root.equity_path, root.trades_path):
+        if path.exists():
+            shutil.copy2(path, dest / path.name)
+    if (root.root / "decisions").exists():
+        shutil.copytree(root.root / "decisions", dest / "decisions", dirs_exist_ok=True)
+    shutil.copy2(root.portfolio_path, dest / root.portfolio_path.name)  # last: it says the copy is whole
+
+
+# --- the lockstep run ----------------------------------------------------------------
+
+
+def _turnover(res: StepResult, prices_eur: dict[str, float]) -> Turnover:
+    nav = res.equity["nav_eur"]
+    orders = res.portfolio.last_decision.orders if res.portfolio.last_decision else ()
+    trades = tuple((o.side, o.qty * prices_eur.get(o.ticker, 0.0) / nav) for o in orders if nav > 0)
+    return Turnover(trades=trades)
+
+
+class _Prices:
+    """EUR closes of every instrument at a session (the last close for a closed exchange)."""
+
+    def __init__(self, market: MarketData, config: Config):
+        close = market.close.ffill()
+        usd = [t for t in close.columns if t in config.instruments and config.instruments[t].currency == "USD"]
+        if usd:
+            close[usd] = close[usd].div(market.fx_eurusd, axis=0)
+        self.close = close
+
+    def at(self, d: pd.Timestamp) -> dict[str, float]:
+        row = self.close.loc[d]
+        return {t: float(v) for t, v in row.items() if v == v}
+
+
+def _fill_lines(res: StepResult, lines: dict[str, float], p: Portfolio, order: Sequence[str]) -> StepResult:
+    """The headline's result with the benchmark columns of its equity row and record, in
+    the configuration's order of the benchmarks."""
+    cols = {f"benchmark_{k}_eur": round(lines[k], 2) if lines[k] == lines[k] else float("nan")
+            for k in order if k in lines}
+    record = dict(res.record)
+    record["valuation"] = {**record["valuation"], **cols}
+    return dataclasses.replace(res, portfolio=p, equity={**res.equity, **cols}, record=record)
+
+
+def step_session(exp: Experiment, d: pd.Timestamp, market: MarketData, ind: Indicators, prices: _Prices) -> None:
+    """Every arm steps once at `d` (those already past it are skipped), then the headline's
+    benchmark lines are filled from the baseline arms and the index holdings."""
+    today: dict[str, StepResult] = {}
+    px: dict[str, float] | None = None
+    for arm in exp.arms:
+        if arm.failure is not None or (arm.portfolio.as_of is not None and d.date() <= arm.portfolio.as_of):
+            continue
+        if isinstance(arm.ctx.policy, RandomPolicy) and arm.spec.match_turnover_of in today:
+            px = px or prices.at(d)
+            arm.ctx.policy.reference[d.date()] = _turnover(today[arm.spec.match_turnover_of], px)
+        t0 = time.perf_counter()
+        try:
+            res = step(arm.portfolio, d, market, ind, arm.ctx)
+        except Exception as exc:
+            if arm.spec.policy != "llm":
+                raise
+            arm.error = exc
+            arm.failure = f"{d.date()}: {exc}"
+            log.warning("arm %s failed and stops (the other arms go on): %s", arm.name, arm.failure)
+            continue
+        arm.step_seconds += time.perf_counter() - t0
+        arm.portfolio = res.portfolio
+        arm.unsaved.append(res)
+        today[arm.name] = res
+    head = exp.headline
+    res = today.get(head.name)
+    if res is None:
+        return
+    config = head.ctx.config
+    lines = {key: today[name].equity["nav_eur"] if name in today else float("nan")
+             for key, name in arm_lines(config).items()}
+    holdings, index_navs = track_indices(res.portfolio, d.date(), px or prices.at(d), config)
+    lines.update(index_navs)
+    p = res.portfolio.model_copy(update={"benchmarks": holdings})
+    head.portfolio = p
+    head.unsaved[-1] = _fill_lines(res, lines, p, [b.key for b in config.benchmarks])
+
+
+def save(exp: Experiment) -> None:
+    """Write what every arm ran since the last save; the root mirrors the headline."""
+    for arm in exp.arms:
+        if arm.unsaved or not arm.store.portfolio_path.exists():
+            arm.store.save(arm.portfolio, arm.unsaved)
+    head = exp.headline
+    if head.unsaved or not exp.root.portfolio_path.exists():
+        exp.root.save(head.portfolio, head.unsaved)
+    for arm in exp.arms:
+        arm.done += arm.unsaved
+        arm.unsaved = []
+    write_manifest(exp)
+
+
+def run_experiment(
+    exp: Experiment, sessions: Sequence[pd.Timestamp], market: MarketData, ind: Indicators,
+    checkpoint: int = 250, on_session: Callable[[pd.Timestamp], None] | None = None,
+) -> None:
+    """Step every arm over `sessions`, saving every `checkpoint` sessions; whatever stops
+    the run, every arm's completed sessions are saved."""
+    prices = _Prices(market, exp.headline.ctx.config)
+    try:
+        for n, d in enumerate(sessions, 1):
+            step_session(exp, d, market, ind, prices)
+            if on_session is not None:
+                on_session(d)
+            if n % checkpoint == 0:
+                save(exp)
+        save(exp)
+    except BaseException as exc:
+        if not isinstance(exc, (StateUnwritable, StateCorrupt)):  # not when the save itself failed
+            save(exp)
+        raise
+
+
+# --- the manifest ---------------------------------------------------------------------
+
+
+def read_manifest(root: Path) -> dict[str, Any] | None:
+    path = Path(root) / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise StateCorrupt(f"cannot read {path}: {exc}") from None
+
+
+def _version(arm: Arm) -> dict[str, Any]:
+    pol = arm.ctx.policy
+    return {"policy": arm.spec.policy, "model": getattr(pol, "model", None),
+            "prompt": getattr(pol, "prompt", None), "prompt_version": getattr(pol, "prompt_version", None)}
+
+
+def write_manifest(exp: Experiment) -> None:
+    """``state/arms.json``: the arms, the headline, each arm's versions since their start."""
+    old = (read_manifest(exp.root.root) or {}).get("arms", {})
+    arms: dict[str, Any] = dict(old)
+    for arm in exp.arms:
+        p = arm.portfolio
+        prev = old.get(arm.name, {})
+        versions = list(prev.get("versions", [])) or list(arm.inherited_versions)
+        now = _version(arm)
+        if p.as_of is not None and (not versions or {k: versions[-1].get(k) for k in now} != now):
+            first = p.inception if not versions or not arm.done else arm.done[0].date.date()
+            since = (first or p.as_of).isoformat()
+            versions.append({"since": since, **now})
+        arms[arm.name] = {
+            "label": arm.spec.title, "policy": arm.spec.policy, "passive": arm.spec.passive,
+            "benchmark": arm.spec.benchmark, "folder": f"{ARMS_DIR}/{arm.name}",
+            "inception": p.inception.isoformat() if p.inception else None,
+            "as_of": p.as_of.isoformat() if p.as_of else None,
+            "llm_cost_usd": p.llm.cost_usd, "llm_calls": p.llm.calls,
+            "failure": arm.failure if arm.failure is not None else prev.get("failure") if not arm.done else None,
+            "versions": versions,
+        }
+    data = {"schema_version": MANIFEST_SCHEMA_VERSION, "headline": exp.headline.name, "arms": dict(sorted(arms.items()))}
+    atomic_write_bytes(exp.root.root / MANIFEST, dumps(data), durable=exp.root.durable)
+
+
+def arm_folders(root: Path) -> dict[str, Path]:
+    """{arm: its state folder} of a state root ({} for a state without arms)."""
+    m = read_manifest(root)
+    if not m:
+        return {}
+    return {name: Path(root) / a["folder"] for name, a in m["arms"].items() if (Path(root) / a["folder"]).exists()}

@@ -1,0 +1,101 @@
+"""The verdict per arm: every arm judged the same way, from its own state folder.
+
+For each arm: its performance, its verdict against the reference arm (buy-and-hold SPY:
+the null hypothesis; bootstrap CI, p-value, PSR), the minimum detectable effect at its
+tracking error, in words, and the decision analytics (engine.analytics). Then the test of
+the hypothesis itself, **treatment vs control** (paired daily differences, same test),
+and, since several arms (and prompt versions) are compared, the deflated Sharpe ratio of
+each active arm for the number of trials (passive baselines are not trials).
+
+Everything is computed from what the arms wrote (equity, trades, decision records), so a
+re-evaluation gives the same figures.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pandas as pd
+
+from engine.analytics import analyse
+from engine.backtest.metrics import performance, returns_from_nav
+from engine.backtest.verdict import (
+    deflated_sharpe_ratio,
+    minimum_detectable_effect,
+    paired_test,
+    sharpe_per_period,
+    verdict,
+)
+from engine.config import Config
+from engine.data.calendars import sessions_per_year
+from engine.state import StateStore
+
+
+def decision_records(store: StateStore) -> Iterator[dict[str, Any]]:
+    """Every decision record of a state folder, in date order."""
+    folder = store.root / "decisions"
+    for path in sorted(folder.glob("*/*.json")):
+        yield json.loads(path.read_text(encoding="utf-8"))
+
+
+def arm_nav(store: StateStore) -> pd.Series:
+    eq = store.equity()
+    return pd.Series(eq["nav_eur"].to_numpy(dtype=float), index=pd.DatetimeIndex(eq["date"]), name="nav_eur")
+
+
+def judge_arms(
+    stores: Mapping[str, StateStore], config: Config, manifest: Mapping[str, Any] | None = None,
+    close_eur: pd.DataFrame | None = None, n_boot: int = 2000,
+) -> dict[str, Any]:
+    """{arms: {name: {label, performance, verdict, mde, analytics, deflated}}, treatment_vs_control,
+    trials} for the arms whose folders are in `stores`. Annualised over the calendar's sessions
+    per year (about 258 for New York + Paris)."""
+    capital = config.portfolio.starting_capital_eur
+    ppy = sessions_per_year({i.calendar for i in config.instruments.values()})
+    specs = config.arm_by_name
+    info = (manifest or {}).get("arms", {})
+    navs = {name: arm_nav(s) for name, s in stores.items()}
+    navs = {k: v for k, v in navs.items() if len(v)}
+    rets = {k: returns_from_nav(v, capital) for k, v in navs.items()}
+    ref = config.arms.reference
+    arms: dict[str, Any] = {}
+    for name, nav in navs.items():
+        store = stores[name]
+        p = store.load()
+        trades = store.trades()
+        equity = store.equity()
+        c = p.costs if p is not None else None
+        entry: dict[str, Any] = {
+            "label": specs[name].title if name in specs else name,
+            "policy": specs[name].policy if name in specs else info.get(name, {}).get("policy"),
+            "performance": performance(
+                nav, capital=capital, trades=trades,
+                costs_eur=round(c.commission_eur + c.slippage_eur + c.fx_fee_eur, 2) if c else None,
+                taxes_eur=c.tax_eur if c else None,
+                llm_tokens=(p.llm.prompt_tokens + p.llm.completion_tokens) if p else None,
+                llm_cost_usd=p.llm.cost_usd if p else None,
+                periods_per_year=ppy,
+            ),
+            "llm_cost_usd_per_session": (p.llm.cost_usd / len(nav)) if p and len(nav) else 0.0,
+            "analytics": analyse(trades, equity, list(decision_records(store)), close_eur, periods_per_year=ppy),
+        }
+        if ref in rets and name != ref:
+            entry["verdict"] = verdict(rets[name], rets[ref], n_boot=n_boot, periods_per_year=ppy)
+            excess = pd.concat([rets[name], rets[ref]], axis=1, join="inner").dropna()
+            entry["mde"] = minimum_detectable_effect(excess.iloc[:, 0] - excess.iloc[:, 1], last_date=nav.index[-1],
+                                                     periods_per_year=ppy)
+        arms[name] = entry
+    active = [n for n in navs if not (specs[n].passive if n in specs else False)]
+    trials = sum(max(1, len(info.get(n, {}).get("versions", []))) for n in active)
+    sharpes = [sharpe_per_period(rets[n]) for n in active]
+    for n in active:
+        arms[n]["deflated"] = deflated_sharpe_ratio(rets[n], sharpes, n_trials=trials)
+    out: dict[str, Any] = {"reference": ref, "arms": arms, "trials": trials,
+                           "trials_note": f"{trials} trial(s) compared (active arms x prompt versions): "
+                                          "the deflated Sharpe ratio corrects each active arm's PSR for them"}
+    t, k = config.arms.treatment, config.arms.control
+    if t in rets and k in rets:
+        out["treatment_vs_control"] = paired_test(rets[t], rets[k], n_boot=n_boot, names=(t, k), periods_per_year=ppy)
+    return out

@@ -1,0 +1,52 @@
+"""The control arm's system prompt: the same task, brief, limits and answer format as
+the behavioural prompt (engine.llm.prompt), with none of its principles.
+
+The hypothesis is about what the behavioural framing adds: loss aversion, CVaR as the
+primary risk measure, Kelly caps, a drawdown-sensitive temperament. So this text names
+none of them (no prospect theory, no CVaR, no Kelly, no "risk-averse"): it states the
+task, the data rules, the hard limits as facts of the environment, the costs and the
+answer format, worded as close to the behavioural prompt as possible. The brief stays the
+same (its columns include CVaR and Kelly figures: they are data, not instructions).
+``NEUTRAL_PROMPT_VERSION`` is versioned apart from the behavioural prompt's.
+"""
+
+from __future__ import annotations
+
+from engine.config import Config
+from engine.llm.prompt import _eur, _num, _pct
+
+NEUTRAL_PROMPT_VERSION = "neutral-2026-12-01.1"  # bump when the text changes
+
+
+def neutral_system_prompt(config: Config) -> str:
+    g, c, p = config.guardrails, config.costs, config.portfolio
+    shares = "Whole shares only" if p.whole_shares else "Fractional shares allowed"
+    if p.min_order_eur > 0:
+        shares += f"; orders under {_eur(p.min_order_eur)} are dropped"
+    costs = f"slippage {_num(c.slippage_bps)} bps, commission {_num(c.commission_bps)} bps (min {_eur(c.commission_min_eur)})"
+    if c.fx_fee_bps > 0:
+        costs += f", FX fee {_num(c.fx_fee_bps)} bps on USD assets"
+    if c.french_ftt_rate > 0:
+        costs += f"; French FTT {_pct(c.french_ftt_rate)} on purchases of French shares (ftt=y in ASSETS; ETFs exempt)"
+    return f"""\
+You manage "almost surely", a paper portfolio of ETFs and Paris-listed shares started with {_eur(p.starting_capital_eur)}. After each session's close you read a market brief and decide; Python validates your answer, applies hard limits and executes paper orders.
+
+DATA
+- You compute nothing: every figure is given in the brief; use it as given. Do not invent data, prices or news; "n/a" means unknown.
+- Use no knowledge of anything after the brief's session date.
+
+HARD LIMITS (enforced after you; orders beyond them are cut)
+- At most {_pct(g.max_weight)} of NAV per asset; at least {_pct(g.min_cash)} of NAV in cash; invested at most the exposure cap in LIMITS; a portfolio risk limit, also in LIMITS. The limits tighten as the portfolio falls from its peak. Today's values are in LIMITS.
+- No shorting, no leverage: sell only what is held. {shares}.
+- Costs: {costs}.
+- Orders fill at the NEXT open of each asset's own exchange (New York or Paris), not at today's close.
+
+ANSWER: one JSON object, nothing outside it (no prose, no code fence):
+{{"decisions": [{{"ticker": str, "action": "buy"|"sell"|"hold", "percent": number 0-100, "reason": str}}], "summary": str}}
+- buy: percent = % of the CASH AVAILABLE at decision time (in the brief), not of NAV; all buys together at most 100.
+- sell: percent = % of the current position; 100 closes it.
+- hold: percent is ignored.
+- Only tickers from the brief's ASSETS, at most one entry each; omit tickers with nothing to do (or use hold).
+- reason: one short sentence citing the brief's figures. summary: one to three sentences.
+- Doing nothing is valid: {{"decisions": [], "summary": "..."}}.
+"""
