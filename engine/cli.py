@@ -25,7 +25,7 @@ from engine.data.market import MarketData
 from engine.errors import ConfigError, EngineError, StateCorrupt, StateUnwritable
 from engine.policies import POLICIES
 from engine.portfolio.ledger import Portfolio
-from engine.state import StateStore, check_config, state_lock
+from engine.state import StateStore, state_lock
 from engine.step import StepContext, StepResult, check_data, run
 
 log = logging.getLogger("engine")
