@@ -48,7 +48,7 @@ def main() -> None:
     if why:
         sys.exit(why)
     cfg = load_config().with_overrides(llm={"max_tokens": args.max_tokens, "length_retry_factor": args.retry_factor,
-                                            "timeout_seconds": 900, "max_retries": 0})
+                                            "timeout_seconds": 600, "max_retries": 0})
     market = DemoSource(seed=42).load(cfg, "2023-01-02", "2024-12-31")
     ind = compute_indicators(market, cfg)
     idx = market.index
