@@ -48,7 +48,7 @@ def main() -> None:
     if why:
         sys.exit(why)
     cfg = load_config().with_overrides(llm={"max_tokens": args.max_tokens, "length_retry_factor": args.retry_factor,
-                                            "timeout_seconds": 900, "max_retries": 0})
+                                            "timeout_seconds": 600, "max_retries": 0})
     market = DemoSource(seed=42).load(cfg, "2023-01-02", "2024-12-31")
     ind = compute_indicators(market, cfg)
     idx = market.index
@@ -83,6 +83,8 @@ def main() -> None:
                     holds[a["fallback"].split(":")[0]] += 1
                 for c in res.record["cuts"]:
                     cuts[c["reason"].split(":")[0][:70]] += 1
+                print(f"  {d.date()}: {seconds[-1]:.0f} s, {u['calls']} request(s), {u['prompt_tokens']:,} prompt "
+                      f"tokens, {u['response_format']}, {a['fallback'] or 'decided'}", flush=True)
     n = len(days)
     print(f"sessions: {n}; seconds per decision: median {statistics.median(seconds):.1f}, "
           f"max {max(seconds):.1f}, total {sum(seconds):.0f}")
