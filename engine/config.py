@@ -8,6 +8,7 @@ Code receives a frozen :class:`Config`; nothing else reads the TOML.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import tomllib
 from functools import cached_property
 from importlib import resources
@@ -21,6 +22,9 @@ from engine.errors import ConfigError
 Calendar = Literal["XNYS", "XPAR"]
 Currency = Literal["EUR", "USD"]
 
+
+
+log = logging.getLogger(__name__)
 
 class _Frozen(BaseModel):
     # TOML can spell inf and nan: no setting means either.
@@ -380,5 +384,28 @@ def load_config(path: str | Path | None = None) -> Config:
             raise ConfigError(f"cannot read config file {p}: {exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
+        if "assets" in user and "arms" not in user:
+            raw["arms"] = _arms_for_universe(raw["arms"], {a["ticker"] for a in user["assets"]},
+                                             {b["key"] for b in raw.get("benchmarks", [])}, p)
         raw = _merge(raw, user)
     return _validate(raw)
+
+
+def _arms_for_universe(arms: dict[str, Any], tickers: set[str], benchmark_keys: set[str], where: Path) -> dict[str, Any]:
+    """The default arms that fit a universe the user declared (`assets`) without declaring its
+    own arms: a baseline holding a ticker outside it (buy-and-hold SPY without SPY) is left out,
+    and said so, rather than failing the whole configuration."""
+    keep, dropped = [], []
+    for arm in arms.get("arm", []):
+        fits = set(arm.get("weights", {})) <= tickers and arm.get("benchmark") in (None, *benchmark_keys)
+        (keep if fits else dropped).append(arm)
+    out = {**arms, "arm": keep}
+    names = {a["name"] for a in keep}
+    for role in ("treatment", "control", "reference"):
+        if out.get(role) not in names:
+            out[role] = None
+    if dropped:
+        log.warning("%s declares its own universe but no [[arms.arm]]: the default arms %s hold tickers outside it "
+                    "and are left out (declare arms to compare against a baseline)", where,
+                    ", ".join(a["name"] for a in dropped))
+    return out

@@ -47,7 +47,7 @@ def real_config(tickers: list[str] | None = None, **overrides) -> Config:
     ]
     bench = [{"key": "sp500", "ticker": BENCH, "name": "S&P 500 index", "currency": "EUR", "calendar": "XNYS"}]
     overrides.setdefault("benchmarks", bench)
-    return load_config().with_overrides(assets=assets, **overrides)
+    return load_config().without_arms().with_overrides(assets=assets, **overrides)
 
 
 def real_market(tickers: list[str] | None = None, start: str | None = None, end: str | None = None) -> MarketData:

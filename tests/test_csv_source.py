@@ -17,7 +17,7 @@ from engine.data.validate import fatal_tickers, validate
 from engine.errors import DataUnavailable
 
 ROOT = Path(__file__).resolve().parents[1]
-CFG = load_config().with_overrides(
+CFG = load_config().without_arms().with_overrides(
     assets=[{"ticker": "AAA", "name": "A", "kind": "stock", "sector": "x", "currency": "EUR", "calendar": "XPAR"},
             {"ticker": "BBB", "name": "B", "kind": "etf", "sector": "x", "currency": "USD", "calendar": "XNYS"}],
     benchmarks=[],

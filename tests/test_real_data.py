@@ -146,28 +146,29 @@ TICKERS = ["AAPL", "MSFT", "JNJ", "XOM", "KO", "WMT"]
 
 
 def test_a_csv_round_trip_of_real_data_gives_the_same_metrics_as_the_in_memory_run(tmp_path):
+    from engine.arms import headline_spec, open_experiment, read_manifest, run_experiment, select_arms
     from engine.backtest.evaluate import evaluate
+    from engine.config import load_config
     from engine.data.calendars import previous_sessions
-    from engine.state import StateStore
 
-    cfg = real_config(TICKERS)
+    cfg_file = _write_config(tmp_path / "universe.toml", TICKERS)
+    cfg = load_config(cfg_file)  # the user's universe, and the default arms that fit it
+    assert {a.name for a in cfg.arms.arm} >= {"rules", "equal_weight"}
     start, end = pd.Timestamp("2002-01-02"), pd.Timestamp("2003-12-31")
     first = previous_sessions({"XNYS"}, start, cfg.data.history_sessions + 1)[0]
     mem = validate(real_market(TICKERS, start=str(first.date()), end=str(end.date())), cfg, end)
 
-    # In memory: the panel as loaded from the package.
-    ctx = StepContext(config=cfg, policy=__import__("engine.policies", fromlist=["RulesPolicy"]).RulesPolicy(cfg),
-                      source="csv", synthetic=False)
-    store = StateStore(tmp_path / "mem" / "state", durable=False)
-    sessions = mem.index[mem.index >= start]
-    p, results = run(Portfolio.initial(10_000.0, source="csv"), sessions, mem, compute_indicators(mem, cfg), ctx)
-    store.save(p, results)
-    in_memory = evaluate(store, mem, cfg, {}, tmp_path / "mem", charts=False)
+    # In memory: the panel as loaded from the package, every arm through the same step.
+    head = headline_spec(cfg, "rules")
+    exp = open_experiment(tmp_path / "mem" / "state", cfg, select_arms(cfg, head, False), head, "csv", False, None,
+                          durable=False)
+    run_experiment(exp, list(mem.index[mem.index >= start]), mem, compute_indicators(mem, cfg))
+    in_memory = evaluate(exp.root, {a.name: a.store for a in exp.arms}, exp.headline.name, mem, cfg, {},
+                         tmp_path / "mem", charts=False, manifest=read_manifest(exp.root.root))
 
     # Through CSV files and the command line, as a user would.
     data = tmp_path / "mydata"
     write_folder(real_market(TICKERS), data, "EURUSD=X")
-    cfg_file = _write_config(tmp_path / "universe.toml", TICKERS)
     out = tmp_path / "csv"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.run(
