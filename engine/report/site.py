@@ -132,6 +132,8 @@ def record_links(state: Path) -> Links:
     if not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", repo):
         return Links()
     server = os.environ.get("GITHUB_SERVER_URL", "https://github.com").strip().rstrip("/")
+    if not re.fullmatch(r"https://[A-Za-z0-9.-]+(:[0-9]+)?", server):
+        return Links()
     head = os.environ.get("GITHUB_SHA", "").strip()
     head = head if re.fullmatch(r"[0-9a-f]{40}", head) else None
     links = Links(repo_url=f"{server}/{repo}", head=head)
@@ -261,7 +263,10 @@ def write_docs(data: SiteData, docs: Path, handwritten: Path, state: Path) -> li
     for i, month in enumerate(months):
         newer = months[i - 1] if i > 0 else None
         older = months[i + 1] if i + 1 < len(months) else None
-        write(pages.month_page(month), pages.decisions_month(data, month, data.months[month], newer, older))
+        text, fragments = pages.decisions_month(data, month, data.months[month], newer, older)
+        write(pages.month_page(month), text)
+        (docs.parent / "fragments").mkdir(exist_ok=True)
+        (docs.parent / "fragments" / f"{month}.json").write_bytes(orjson.dumps(fragments))
     write("downloads.md", pages.data_page(data))
     pages.write_downloads(data, docs / "data")
     if not data.links.remote:  # the raw records are linked in the repository when it is known
@@ -368,6 +373,7 @@ def _blocks(config: Config) -> dict[str, str]:
     return {"universe": universe, "multiplier_table": multiplier, "knowledge_cutoffs": cutoffs,
             "benchmarks": benchmarks, "n_assets": str(len(config.assets)),
             "cvar_tail": f"{1 - config.risk.cvar_level:.0%}",
+            "min_test_sessions": str(pages.arms.MIN_TEST_SESSIONS + 1),
             "share_rule": "Quantities are whole shares" if config.portfolio.whole_shares
             else "Fractional quantities are allowed"}
 
@@ -382,7 +388,7 @@ def write_mkdocs_config(work: Path, root: Path, docs: Path, out: Path, nav: list
         "nav": nav,
         "not_in_nav": "/decisions/*-*.md\n/reports/*.md\n",
         "hooks": [str(root / "site" / "hooks" / "build.py")],
-        "extra": {"synthetic": synthetic},
+        "extra": {"synthetic": synthetic, "fragments": str(work / "fragments")},
     }
     path = work / "mkdocs.yml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True), encoding="utf-8")

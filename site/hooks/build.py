@@ -5,6 +5,9 @@
   :data:`PLACEHOLDER` where the hashes go, and :func:`on_post_page` (and
   :func:`on_post_template`, for the 404 page) fills it from the scripts the page really
   holds. A script injected into a page by anything else would not match and not run.
+* The days of a month page are HTML the engine rendered (``engine/report/pages/decisions.py``),
+  kept out of the Markdown pass for speed: :func:`on_page_content` puts each one in place
+  of its placeholder, from ``extra.fragments``/``YYYY-MM.json``.
 * No source maps ship: :func:`on_post_build` deletes the theme's ``*.map`` files and the
   comments that point at them.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -41,6 +45,22 @@ def with_csp_hashes(html: str) -> str:
     if PLACEHOLDER not in html:
         return html
     return html.replace(PLACEHOLDER, " ".join(script_hashes(html)) or "'none'", 1)
+
+
+FRAGMENT = re.compile(r'<div class="day-fragment" data-day="(\d{4}-\d{2}-\d{2})"></div>')
+MONTH_PAGE = re.compile(r"decisions/(\d{4}-\d{2})\.md")
+
+
+def on_page_content(html: str, page, config, files) -> str:  # noqa: ARG001 (the hook's signature)
+    m = MONTH_PAGE.fullmatch(page.file.src_uri)
+    folder = (config.get("extra") or {}).get("fragments")
+    if not m or not folder:
+        return html
+    path = Path(folder) / f"{m.group(1)}.json"
+    if not path.exists():
+        return html
+    fragments = json.loads(path.read_text(encoding="utf-8"))
+    return FRAGMENT.sub(lambda f: fragments.get(f.group(1), f.group(0)), html)
 
 
 def on_post_page(output: str, page, config) -> str:  # noqa: ARG001 (the hook's signature)

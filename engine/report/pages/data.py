@@ -66,7 +66,7 @@ def data_page(data: SiteData) -> str:
     if data.links.remote:
         out.append(f"Each session's raw decision record (every message sent, the raw answer, the cuts) is in the "
                    f"repository under `state/decisions/`; every day on the decision pages links to its record at "
-                   f"the commit that wrote it ([the repository]({untrusted(data.links.repo_url)})).")
+                   f"the commit that wrote it ([the repository]({data.links.repo_url})).")
     else:
         out.append("Each session's raw decision record (every message sent, the raw answer, the cuts) is copied "
                    "beside the site under `data/decisions/YYYY/MM-DD.json`; every day on the decision pages links "

@@ -169,8 +169,15 @@ def decisions_index(data: SiteData) -> str:
 
 
 def decisions_month(data: SiteData, month: str, records: list[dict[str, Any]],
-                    newer: str | None, older: str | None) -> str:
-    out = [f"# Decisions: {month_label(month)}", "", synthetic_banner(data, "warning")]
+                    newer: str | None, older: str | None) -> tuple[str, dict[str, str]]:
+    """The Markdown of a month page, and the HTML of each day's entry ({date: html}).
+
+    The entries are the heavy part of the site (a brief, the messages, the tables of a
+    session): they never go through Markdown. The page holds a placeholder per day
+    (:func:`fragment_placeholder`), which the build's hook replaces with its HTML after the
+    Markdown pass. Month pages are left out of the search index for the same reason."""
+    out = [FRONT_MATTER_WIDE.replace("---\n", "---\nsearch:\n  exclude: true\n", 1),
+           f"# Decisions: {month_label(month)}", "", synthetic_banner(data, "warning")]
     links = []
     if older:
         links.append(f"[← {month_label(older)}]({older}.md)")
@@ -189,13 +196,21 @@ def decisions_month(data: SiteData, month: str, records: list[dict[str, Any]],
     out.append("Newest first. Text written by the policy is shown as plain text, exactly as it was written.")
     out.append("")
     system_seen: dict[str, str] = {}
+    fragments: dict[str, str] = {}
     for rec in records:
-        out.append(decision_entry(rec, system_seen, data))
-    return "\n".join(out) + "\n"
+        heading, html = decision_entry(rec, system_seen, data)
+        fragments[rec["date"]] = html
+        out += [heading, "", fragment_placeholder(rec["date"]), ""]
+    return "\n".join(out) + "\n", fragments
 
 
-def decision_entry(rec: dict[str, Any], system_seen: dict[str, str], data: SiteData) -> str:
-    """One session's timeline: a heading (anchor: the date) and one raw HTML block."""
+def fragment_placeholder(day: str) -> str:
+    """Where a day's HTML goes on its month page (site/hooks/build.py fills it)."""
+    return f'<div class="day-fragment" data-day="{day}"></div>'
+
+
+def decision_entry(rec: dict[str, Any], system_seen: dict[str, str], data: SiteData) -> tuple[str, str]:
+    """One session's timeline: its Markdown heading (anchor: the date) and its HTML."""
     d = record_date(rec)
     day = d.isoformat()
     answer = rec.get("answer") or {}
@@ -225,7 +240,7 @@ def decision_entry(rec: dict[str, Any], system_seen: dict[str, str], data: SiteD
     if is_quiet(rec):
         html = (f'<details class="quiet"><summary>A quiet day: nothing decided, filled or cut '
                 f"(NAV {eur(val.get('nav_eur'))})</summary>{html}</details>")
-    return f"## {day_label(d)} {{#{day}}}\n\n{html}\n"
+    return f"## {day_label(d)} {{#{day}}}", html
 
 
 def _step(title: str, inner: str, css: str = "") -> str:
