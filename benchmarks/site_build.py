@@ -1,12 +1,17 @@
-"""Time the site build and measure the site, for 1 and 5 years of daily decisions.
+"""Time the site build and measure the site, for 1, 5 and 10 years of daily decisions.
 
-    python benchmarks/site_build.py [SESSIONS ...] [--work DIR]     (default: 252 1260)
+    python benchmarks/site_build.py [SESSIONS ...] [--work DIR]     (default: 252 1260 2520)
 
 Each size is a demo state (rules policy, synthetic market, one decision record per
 session) made once under WORK (default ``.cache/bench-site``, git-ignored) and reused by
 later runs; the site is then built from it (strict MkDocs build, charts included) into a
-fresh folder, the time measured and the output weighed. Target: under 60 s for 5 years
-(1,260 sessions) on a 2-core machine.
+fresh folder, the time measured and the output weighed. Target: under 60 s for 10 years
+(2,520 sessions) on a 2-core machine.
+
+The build runs as on GitHub Pages: ``GITHUB_REPOSITORY`` and ``GITHUB_SHA`` are set (to
+placeholders, unless already set), so each day links to its record in the repository and
+the raw records are not copied into the site. "search KB" is the search index, which
+every page view loads.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import shutil
 import sys
 import time
@@ -49,20 +55,24 @@ def weigh(site: Path) -> dict[str, float]:
         "site_mb": size(files),
         "html_mb": size(p for p in files if p.suffix == ".html"),
         "charts_mb": size(p for p in files if p.suffix == ".png" and "charts" in p.parts),
-        "index_mb": size(p for p in files if p.name == "search_index.json"),
+        "index_kb": 1024 * size(p for p in files if p.name == "search_index.json"),
+        "home_kb": 1024 * size([site / "index.html"]),
+        "largest_page_kb": 1024 * max((p.stat().st_size for p in files if p.suffix == ".html"), default=0) / 2**20,
         "pages": sum(1 for p in files if p.name == "index.html"),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sessions", nargs="*", type=int, default=[252, 1260])
+    parser.add_argument("sessions", nargs="*", type=int, default=[252, 1260, 2520])
     parser.add_argument("--work", type=Path, default=Path(".cache") / "bench-site")
     args = parser.parse_args()
 
     from engine.config import load_config
     from engine.report.site import build_site
 
+    os.environ.setdefault("GITHUB_REPOSITORY", "owner/almost-surely")
+    os.environ.setdefault("GITHUB_SHA", "0" * 40)
     cfg = load_config()
     rows = []
     for n in args.sessions:
@@ -75,14 +85,15 @@ def main() -> None:
         rows.append({"sessions": n, "years": n / 252, "seconds": seconds, **weigh(out)})
 
     print(f"{'sessions':>8} {'years':>5} {'build s':>8} {'pages':>6} {'files':>6} {'site MB':>8} {'HTML MB':>8} "
-          f"{'charts MB':>9} {'index MB':>9}")
+          f"{'charts MB':>9} {'search KB':>9} {'home KB':>8} {'max page KB':>11}")
     for r in rows:
         print(f"{r['sessions']:>8} {r['years']:>5.1f} {r['seconds']:>8.1f} {r['pages']:>6} {r['files']:>6} "
-              f"{r['site_mb']:>8.1f} {r['html_mb']:>8.1f} {r['charts_mb']:>9.2f} {r['index_mb']:>9.2f}")
-    worst = max((r for r in rows if r["sessions"] >= 1260), key=lambda r: r["seconds"], default=None)
+              f"{r['site_mb']:>8.1f} {r['html_mb']:>8.1f} {r['charts_mb']:>9.2f} {r['index_kb']:>9.0f} "
+              f"{r['home_kb']:>8.0f} {r['largest_page_kb']:>11.0f}")
+    worst = max((r for r in rows if r["sessions"] >= 2520), key=lambda r: r["seconds"], default=None)
     if worst is not None:
         verdict = "OK" if worst["seconds"] < 60 else "OVER"
-        print(f"target: 5 years under 60 s: {verdict} ({worst['seconds']:.1f} s)")
+        print(f"target: 10 years under 60 s: {verdict} ({worst['seconds']:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -45,7 +45,10 @@ HOSTILE = [
 
 
 def _extensions() -> list[str]:
-    cfg = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+    # MkDocs' own loader: mkdocs.yml uses its !ENV tag (site_url from SITE_URL).
+    from mkdocs.utils.yaml import get_yaml_loader
+
+    cfg = yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=get_yaml_loader())  # noqa: S506
     return [e if isinstance(e, str) else next(iter(e)) for e in cfg["markdown_extensions"]]
 
 

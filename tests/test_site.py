@@ -133,11 +133,12 @@ def test_the_site_has_every_page(site):
                 "decisions/2024-11/index.html", "decisions/2024-12/index.html", "risk/index.html",
                 "reports/index.html", "reports/2024-W52/index.html", "reports/2024-W51/index.html",
                 "alerts/index.html", "backtests/index.html", "methodology/index.html", "about/index.html",
-                "search/search_index.json", "sitemap.xml"):
+                "downloads/index.html", "search/search_index.json", "sitemap.xml"):
         assert (site / rel).exists(), rel
-    for chart in ("equity", "drawdown", "allocation", "allocation_history", "cvar", "guard", "prospect",
+    for chart in ("growth", "equity", "drawdown", "allocation", "allocation_history", "cvar", "guard", "prospect",
                   "drawdown_multiplier", "prospect_value", "backtest_equity", "backtest_drawdown"):
-        assert (site / "charts" / f"{chart}.png").stat().st_size > 5_000, chart
+        for variant in ("", "-dark"):
+            assert (site / "charts" / f"{chart}{variant}.png").stat().st_size > 5_000, chart + variant
     assert (site / "reports" / "2024-W52" / ".." / "2024-W52.png").exists()
 
 
@@ -198,7 +199,7 @@ def test_nothing_is_escaped_twice(site):
 def test_every_part_of_a_hostile_record_is_escaped(site):
     page = read(site / "decisions" / "2024-12" / "index.html")
     shown = page.shown
-    assert "Explicit HOLD" in shown and "did not parse" in shown  # 30 Dec: the fallback ...
+    assert "HOLD written by the engine" in shown and "did not parse" in shown  # 30 Dec: the fallback ...
     assert "The raw answer, as received" in shown  # ... with the raw answer
     assert f"{HOSTILE_TICKER} buy" in shown or HOSTILE_TICKER in shown  # the unknown ticker, cut
     assert "unknown ticker" in shown
@@ -218,13 +219,15 @@ def test_the_search_index_holds_no_live_markup(site):
     assert not any("You manage" in d["text"] for d in docs)
 
 
-def test_demo_data_is_labelled_synthetic_everywhere(site, plain_site):
+def test_demo_data_is_labelled_synthetic_everywhere_once(site, plain_site):
     for s in (site, plain_site):
         home = text_of(s, "index.html")
+        assert home.count("Synthetic data") == 1  # one warning on the home page, not two
         assert "Synthetic data: this is a demo, not a real portfolio" in home
-        assert "Synthetic data." in home  # the banner over every page
         raw = (s / "index.html").read_text(encoding="utf-8")
         assert 'class="admonition danger"' in raw
+        for rel in ("portfolio/index.html", "decisions/2024-12/index.html", "risk/index.html"):
+            assert text_of(s, rel).count("Synthetic data") == 1, rel  # the bar over every other page
 
 
 def test_the_home_page_shows_the_figures_and_when_they_are_from(site, hostile_state):
@@ -233,10 +236,14 @@ def test_the_home_page_shows_the_figures_and_when_they_are_from(site, hostile_st
     import pandas as pd
 
     last = pd.read_parquet(hostile_state / "equity.parquet").iloc[-1]
-    assert f"{last['nav_eur']:,.2f}" in home
-    for words in ("vs SPY", "vs CAC 40", "Drawdown", "Sharpe", "CVaR 95", "Latest decision",
-                  "Last update: the session of Tue 31 Dec 2024", "Against the benchmarks"):
+    spy = last["benchmark_spy_eur"]
+    for words in (f"10,000 EUR became {last['nav_eur']:,.0f} EUR", f"in buy-and-hold SPY it would be {spy:,.0f} EUR",
+                  "Excess over SPY", "95% interval", "p-value", "Smallest edge it can see",
+                  "The arms side by side", "The latest decision", "Worst drawdown",
+                  "Last update: the session of Tue 31 Dec 2024"):
         assert words in home, words
+    # The intro names who really decides: the LLM policy ran the last two sessions.
+    assert "A language model, gpt-4o-mini" in home
     assert nav["as_of"] == "2024-12-31"
 
 
@@ -248,7 +255,19 @@ def test_decisions_are_grouped_by_month_newest_first(site):
     days = [a["id"] for t, a in december.tags if t == "h2" and a.get("id")]
     assert days[0] == "2024-12-31" and days[-1] == "2024-12-02" and len(days) == 21
     october = text_of(site, "decisions/2024-10/index.html")
-    assert "What it saw: the brief" in october and "Orders queued" in october and "Fills" in october
+    assert "What it saw: the brief" in october and "Orders queued" in october and "fills of earlier orders" in october
+    # Each day is a timeline, in the order things happened: fills at the open, what it saw,
+    # what it decided, the cuts, the orders.
+    raw = (site / "decisions" / "2024-10" / "index.html").read_text(encoding="utf-8")
+    days = raw.split('<ol class="timeline">')[1:]
+    assert len(days) >= 20
+    full = 0
+    for day in days:
+        steps = [int(n) for n in re.findall(r'<p class="step-title">(\d)\. ', day.split("</ol>")[0])]
+        assert steps == sorted(steps) and 3 in steps, steps  # "what it decided" is always there
+        full += steps[:1] == [1] and 5 in steps
+    assert full >= 1  # a day with fills of earlier orders and new orders
+    assert "% of the cash" in october and "About EUR" in october
 
 
 def test_the_backtest_page_gives_the_verdict(site, backtest_dir, plain_site):
@@ -353,3 +372,148 @@ def test_the_cli_builds_the_site_and_reports_errors_in_one_line(demo_state, tmp_
     code = main(["site", "--state", str(demo_state), "--out", str(tmp_path / "out2")])
     _, err = capsys.readouterr()
     assert code == 1 and err.strip().count("\n") == 0 and "does not look like a built site" in err
+
+
+# --- the home page's verdict, per arm ----------------------------------------------------
+
+
+def _arm(name, returns, start="2024-01-01", passive=False, key="strategy"):
+    import numpy as np
+    import pandas as pd
+
+    from engine.report.pages.arms import Arm
+
+    idx = pd.bdate_range(start, periods=len(returns) + 1)
+    nav = pd.Series(10_000 * np.cumprod(np.r_[1.0, 1.0 + np.asarray(returns)]), index=idx)
+    return Arm(name, "test", nav, passive=passive, key=key)
+
+
+def test_the_verdict_says_too_early_then_better_or_worse_than_spy():
+    import numpy as np
+
+    from engine.report.pages.arms import arm_verdict
+
+    rng = np.random.default_rng(7)
+    market = rng.normal(0.0003, 0.01, 1500)
+    spy = _arm("SPY", market, passive=True, key="spy")
+    early = arm_verdict(_arm("S", market[:10] + 0.001), _arm("SPY", market[:10], passive=True, key="spy"), 10_000)
+    assert early.headline == "Too early to tell" and not early.tested and early.sessions == 11
+    better = arm_verdict(_arm("S", market + 0.002 + rng.normal(0, 0.002, 1500)), spy, 10_000)
+    assert better.headline == "Beats buy-and-hold SPY" and better.p_value < 0.05 and better.ci_low > 0
+    worse = arm_verdict(_arm("S", market - 0.002 + rng.normal(0, 0.002, 1500)), spy, 10_000)
+    assert worse.headline == "Worse than buy-and-hold SPY" and worse.ci_high < 0 and worse.excess_eur < 0
+    same = arm_verdict(_arm("S", market + rng.normal(0, 0.002, 1500)), spy, 10_000)
+    assert same.headline in ("No evidence it beats SPY", "Too early to tell") and 0 < same.mde_ann < 0.2
+
+
+def test_the_home_page_renders_one_verdict_box_per_active_arm(site):
+    raw = (site / "index.html").read_text(encoding="utf-8")
+    assert raw.count('<section class="verdict') == 1  # one active arm in today's state
+    home = text_of(site, "index.html")
+    assert "Strategy: gpt-4o-mini" in home
+    assert any(h in home for h in ("Too early to tell", "No evidence it beats SPY", "Beats buy-and-hold SPY",
+                                   "Worse than buy-and-hold SPY"))
+    # The leaderboard holds the passive baselines, marked as such.
+    assert home.count("buy and hold, no decisions") == 2
+
+
+# --- a decision day --------------------------------------------------------------------
+
+
+def test_an_engine_hold_is_attributed_to_the_engine(site):
+    raw = (site / "decisions" / "2024-12" / "index.html").read_text(encoding="utf-8")
+
+    def day(iso: str) -> str:
+        p = Page()
+        p.feed(raw[raw.index(f'id="{iso}"'):].split("<h2", 1)[0])
+        return p.shown
+
+    assert "HOLD written by the engine" in day("2024-12-30") and "Summary, as written by the engine" in day("2024-12-30")
+    assert "gpt-4o-mini" in day("2024-12-30") and "as written by gpt-4o-mini" not in day("2024-12-30")
+    assert "Summary, as written by gpt-4o-mini" in day("2024-12-31")
+
+
+def test_each_day_links_to_its_raw_record(site):
+    page = read(site / "decisions" / "2024-12" / "index.html")
+    hrefs = [a["href"] for t, a in page.tags if t == "a" and "data/decisions/" in (a.get("href") or "")]
+    assert "../../data/decisions/2024/12-31.json" in hrefs and len(hrefs) == 21
+    record = json.loads((site / "data" / "decisions" / "2024" / "12-31.json").read_text(encoding="utf-8"))
+    assert record["model"] == "gpt-4o-mini"
+
+
+def test_records_link_to_the_commit_that_wrote_them(demo_state, tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+
+    from engine.report.site import record_links
+
+    repo = tmp_path / "repo"
+    shutil.copytree(demo_state, repo / "state")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "state"], check=True)
+    sha = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    assert not record_links(repo / "state").remote  # no repository in the environment: the site's copy
+    monkeypatch.setenv("GITHUB_REPOSITORY", "someone/fork")
+    monkeypatch.setenv("GITHUB_SERVER_URL", "https://github.com")
+    monkeypatch.delenv("GITHUB_SHA", raising=False)
+    links = record_links(repo / "state")
+    url, what = links.record("2024-12-27", 2)
+    assert url == f"https://github.com/someone/fork/blob/{sha}/state/decisions/2024/12-27.json"
+    assert what == f"at commit {sha[:7]}"
+
+
+# --- verifiability, speed, safety of the build ------------------------------------------
+
+
+def test_downloads_hold_the_equity_trades_and_decisions(site, hostile_state):
+    import pandas as pd
+
+    equity = pd.read_csv(site / "data" / "equity.csv")
+    assert len(equity) == len(pd.read_parquet(hostile_state / "equity.parquet"))
+    assert json.loads((site / "data" / "trades.json").read_text(encoding="utf-8"))[0]["ticker"]
+    decisions = json.loads((site / "data" / "decisions.json").read_text(encoding="utf-8"))
+    assert decisions[-1]["date"] == "2024-12-31" and decisions[-2]["engine_hold"] is True
+    page = text_of(site, "downloads/index.html")
+    assert "CSV" in page and "Changes of model and prompt" in page and "gpt-4o-mini" in page
+
+
+def test_scripts_are_allowed_by_hash_never_unsafe_inline(site):
+    import base64
+    import hashlib
+
+    for page in [*pages(site), site / "404.html"]:
+        raw = page.read_text(encoding="utf-8")
+        csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', raw).group(1)
+        script_src = next(d for d in csp.split(";") if d.strip().startswith("script-src"))
+        assert "unsafe-inline" not in script_src and "inline-script-hashes" not in script_src, page
+        for m in re.finditer(r"<script(?![^>]*\bsrc=)([^>]*)>(.*?)</script>", raw, re.S):
+            if "application/json" in m.group(1):
+                continue
+            digest = base64.b64encode(hashlib.sha256(m.group(2).encode()).digest()).decode()
+            assert f"'sha256-{digest}'" in script_src, (page, m.group(2)[:80])
+
+
+def test_no_source_maps_ship_and_month_pages_stay_out_of_the_navigation(site):
+    assert not list(site.rglob("*.map"))
+    mapped = [p for p in site.glob("assets/**/*.js") if b"sourceMappingURL=" in p.read_bytes()[-300:]]
+    assert mapped == []
+    home = read(site / "index.html")
+    nav = {a.get("href") for t, a in home.tags if t == "a" and "md-nav__link" in (a.get("class") or "")}
+    assert "decisions/" in nav and "reports/" in nav
+    assert not any((h or "").startswith(("decisions/2024-", "reports/2024-")) for h in nav)
+
+
+def test_site_url_comes_from_the_environment(tmp_path, monkeypatch):
+    from mkdocs.config import load_config as mkdocs_config
+
+    from engine.report.site import project_root, write_mkdocs_config
+
+    root = project_root()
+    (tmp_path / "docs").mkdir()
+    cfg = write_mkdocs_config(tmp_path, root, tmp_path / "docs", tmp_path / "out", ["index.md"], synthetic=True)
+    monkeypatch.setenv("SITE_URL", "https://someone.github.io/fork/")
+    assert mkdocs_config(config_file=str(cfg))["site_url"] == "https://someone.github.io/fork/"
+    monkeypatch.delenv("SITE_URL")
+    assert mkdocs_config(config_file=str(cfg))["site_url"] == "https://alm0stsurely.github.io/trading/"

@@ -10,8 +10,10 @@ Chromium is Debian's package (``apt-get install chromium``; ``.ci/run`` installs
 test is skipped, saying so, only where Chromium is absent and ``CI`` is not set; under CI
 a missing Chromium fails.
 
-Screenshots of the home page (phone and desktop widths) are saved under the test's
-temporary folder, or under ``$SITE_SCREENSHOTS`` when set, and their paths printed.
+Every page is also loaded at 390 and 1400 CSS pixels: nothing may stick out of the screen
+(no table wider than its column), and in dark mode no chart may be a white box. Screenshots
+of the home page (both widths, light and dark) are saved under the test's temporary
+folder, or under ``$SITE_SCREENSHOTS`` when set, and their paths printed.
 """
 
 from __future__ import annotations
@@ -34,8 +36,56 @@ pytestmark = pytest.mark.skipif(
 )
 
 PHONE = dict(width=390, height=844, mobile=True, scale=2.0)
-DESKTOP = dict(width=1280, height=900, mobile=False, scale=1.0)
+DESKTOP = dict(width=1400, height=900, mobile=False, scale=1.0)
+WIDTHS = (("390", PHONE), ("1400", DESKTOP))
 IMAGES_LOADED = """Array.from(document.images).map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0])"""
+# What sticks out of the screen: the page itself, or a table wider than its column (a table
+# that only scrolls inside its own box is still too wide to read on a phone).
+OVERFLOW = """(() => {
+    const width = document.documentElement.clientWidth;
+    const out = [];
+    if (document.documentElement.scrollWidth > width + 1) out.push('page ' + document.documentElement.scrollWidth);
+    document.querySelectorAll('article table, article .md-typeset__scrollwrap, article pre, article img').forEach(e => {
+        const r = e.getBoundingClientRect();
+        if (r.width === 0) return;
+        const box = e.closest('.md-typeset__scrollwrap') || e.parentElement;
+        const wide = e.scrollWidth > e.clientWidth + 1 && e.tagName !== 'PRE' && e.tagName !== 'IMG';
+        if (r.right > width + 1 || wide) out.push(e.tagName + '.' + e.className + ' ' + Math.round(r.right));
+    });
+    return out;
+})()"""
+# The charts shown in dark mode: none may be an opaque light box (its corner pixel and its
+# background are checked), and each must be the dark variant.
+CHART_BOXES = """(() => {
+    const out = [];
+    document.querySelectorAll('article img[src*="charts/"]').forEach(img => {
+        if (img.getBoundingClientRect().width === 0) return;
+        const c = document.createElement('canvas');
+        c.width = img.naturalWidth; c.height = img.naturalHeight;
+        const g = c.getContext('2d');
+        g.drawImage(img, 0, 0);
+        const [r, gr, b, a] = g.getImageData(3, 3, 1, 1).data;
+        const bg = getComputedStyle(img).backgroundColor;
+        const filtered = getComputedStyle(img).filter !== 'none';
+        out.push({src: img.getAttribute('src'), corner: [r, gr, b, a], bg: bg, filtered: filtered});
+    });
+    return out;
+})()"""
+
+
+def _load(page, url: str) -> None:
+    """Open `url` as a first visit: Material remembers the last colour scheme in the
+    browser's storage, and the emulated system preference must decide instead."""
+    page.goto(url)
+    page.evaluate("localStorage.clear(), sessionStorage.clear()")
+    page.goto(url)
+
+
+def _white_box(chart: dict) -> bool:
+    r, g, b, a = chart["corner"]
+    opaque_light = a > 200 and min(r, g, b) > 200 and not chart["filtered"]
+    bg = chart["bg"].replace(" ", "")
+    return opaque_light or bg in ("rgb(255,255,255)", "rgba(255,255,255,1)")
 
 
 @pytest.fixture(scope="module")
@@ -60,27 +110,68 @@ def _artifacts(tmp_path: Path) -> Path:
     return folder
 
 
-def test_the_home_page_shows_the_nav_and_its_charts(browser, site, tmp_path):
+def test_the_home_page_states_the_verdict_in_both_widths_and_themes(browser, site, tmp_path):
     page = browser.open()
-    for name, size in (("phone", PHONE), ("desktop", DESKTOP)):
-        page.viewport(**size)
-        page.goto(browser.base)
-        page.settle(1.5)  # Material fades the tabs in
-        text = page.evaluate("document.body.textContent")
-        assert "NAV, EUR" in text and "vs SPY" in text and "Synthetic data" in text
-        nav_value = page.evaluate("document.querySelector('.kpi-value').textContent")
-        assert nav_value.replace(",", "").replace(".", "").isdigit(), nav_value
-        loaded = dict(page.evaluate(IMAGES_LOADED))
-        assert loaded.get("charts/equity.png") is True, loaded
-        assert all(loaded.values()), loaded
-        # On a phone the chart fills the width without overflowing it; never wider than the window.
-        width = page.evaluate("document.querySelector('img[src=\"charts/equity.png\"]').getBoundingClientRect().width")
-        assert (0.8 * size["width"] if size["mobile"] else 300) < width <= size["width"]
-        assert page.evaluate("document.documentElement.scrollWidth") <= size["width"]
-        shot = page.screenshot(_artifacts(tmp_path) / f"home-{name}.png", full_page=(name == "phone"))
-        print(f"screenshot: {shot}")
-        assert shot.stat().st_size > 20_000
+    for scheme in ("light", "dark"):
+        page.color_scheme(scheme)
+        for name, size in WIDTHS:
+            page.viewport(**size)
+            _load(page, browser.base)
+            page.settle(1.0)  # Material fades the tabs in
+            assert page.evaluate("document.body.getAttribute('data-md-color-scheme')") == \
+                ("slate" if scheme == "dark" else "default")
+            headline = page.evaluate("document.querySelector('.verdict-headline').textContent")
+            assert headline in ("Too early to tell", "No evidence it beats SPY", "Beats buy-and-hold SPY",
+                                "Worse than buy-and-hold SPY"), headline
+            money = page.evaluate("document.querySelector('.verdict-money').innerText")
+            assert "10,000 EUR became" in money and "in buy-and-hold SPY it would be" in money
+            # The verdict is on the first screen, above the charts.
+            top = page.evaluate("document.querySelector('.verdict').getBoundingClientRect().top")
+            assert top < size["height"], top
+            loaded = dict(page.evaluate(IMAGES_LOADED))
+            assert loaded.get(f"charts/growth{'-dark' if scheme == 'dark' else ''}.png") is True, loaded
+            assert all(loaded.values()), loaded
+            shown = page.evaluate("Array.from(document.querySelectorAll('img[src*=\"charts/growth\"]'))"
+                                  ".filter(i => i.getBoundingClientRect().width > 0).map(i => i.getAttribute('src'))")
+            assert shown == [f"charts/growth{'-dark' if scheme == 'dark' else ''}.png"], shown
+            width = page.evaluate("document.querySelector('img[src^=\"charts/growth\"]:not([style])')"
+                                  ".closest('figure').getBoundingClientRect().width")
+            assert (0.8 * size["width"] if size["mobile"] else 300) < width <= size["width"]
+            assert page.evaluate(OVERFLOW) == []
+            shot = page.screenshot(_artifacts(tmp_path) / f"home-{name}-{scheme}.png", full_page=True)
+            print(f"screenshot: {shot}")
+            assert shot.stat().st_size > 20_000
+    page.color_scheme("light")
     assert page.errors == [] and page.dialogs == []
+
+
+def _every_page(site: Path) -> list[str]:
+    return sorted("" if (rel := p.parent.relative_to(site).as_posix()) == "." else rel + "/"
+                  for p in site.rglob("index.html"))
+
+
+def test_no_page_overflows_at_390_or_1400_px_and_no_chart_is_a_white_box_in_dark_mode(browser, site):
+    page = browser.open()
+    page.color_scheme("dark")
+    checked = charts = 0
+    try:
+        for _, size in WIDTHS:
+            page.viewport(**size)
+            for rel in _every_page(site):
+                _load(page, browser.base + rel)
+                page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+                page.settle(0.1)
+                assert page.evaluate(OVERFLOW) == [], (size["width"], rel, page.evaluate(OVERFLOW))
+                for chart in page.evaluate(CHART_BOXES):
+                    assert not _white_box(chart), (size["width"], rel, chart)
+                    if "/charts/" in "/" + chart["src"] and not chart["filtered"]:
+                        assert chart["src"].endswith("-dark.png"), (rel, chart)
+                    charts += 1
+                checked += 1
+    finally:
+        page.color_scheme("light")
+    assert checked >= 2 * 16 and charts >= 10
+    assert page.errors == [], page.errors
 
 
 def test_no_page_logs_an_error_or_runs_the_model_text(browser, site):

@@ -41,6 +41,7 @@ import logging
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,7 +55,7 @@ import engine
 from engine.config import Config
 from engine.errors import EngineError, StateCorrupt
 from engine.report import pages
-from engine.report.pages import Backtest, SiteData
+from engine.report.pages import Backtest, Links, SiteData
 from engine.state import StateStore, state_lock
 
 log = logging.getLogger("engine.site")
@@ -64,7 +65,8 @@ REPORT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 PLACEHOLDER = re.compile(r"(?<!\$)\{\{\s*([A-Za-z_][\w.]*)\s*(?::([^}]*?))?\s*\}\}")
 WEEK = re.compile(r"\d{4}-W\d{2}")
 # What the build generates at the top of the docs folder: hand-written pages may not use these names.
-GENERATED = ("index.md", "portfolio.md", "decisions", "risk.md", "reports", "alerts.md", "backtests.md", "charts")
+GENERATED = ("index.md", "portfolio.md", "decisions", "risk.md", "reports", "alerts.md", "backtests.md", "charts",
+             "downloads.md", "data")
 
 
 class SiteError(EngineError):
@@ -183,7 +185,46 @@ def load_site_data(state: Path, config: Config, backtest: Path | None = None) ->
         reports=_reports(state / "reports"),
         alerts=_alerts(state / "alerts.jsonl"),
         backtest=_backtest(backtest) if backtest is not None else None,
+        links=record_links(state),
     )
+
+
+def record_links(state: Path) -> Links:
+    """Where the raw decision records are, from the environment GitHub Actions sets
+    (``GITHUB_REPOSITORY``, ``GITHUB_SERVER_URL``, ``GITHUB_SHA``) and, when the checkout
+    has its history, the commit that last wrote each record (one ``git log``)."""
+    repo = os.environ.get("GITHUB_REPOSITORY", "").strip()
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", repo):
+        return Links()
+    server = os.environ.get("GITHUB_SERVER_URL", "https://github.com").strip().rstrip("/")
+    if not re.fullmatch(r"https://[A-Za-z0-9.-]+(:[0-9]+)?", server):
+        return Links()
+    head = os.environ.get("GITHUB_SHA", "").strip()
+    head = head if re.fullmatch(r"[0-9a-f]{40}", head) else None
+    links = Links(repo_url=f"{server}/{repo}", head=head)
+    try:
+        git = ["git", "-C", str(state)]
+        top = Path(subprocess.run([*git, "rev-parse", "--show-toplevel"], capture_output=True, text=True,
+                                  check=True, timeout=30).stdout.strip())
+        rel = state.resolve().relative_to(top.resolve()).as_posix()
+        shallow = subprocess.run([*git, "rev-parse", "--is-shallow-repository"], capture_output=True, text=True,
+                                 check=True, timeout=30).stdout.strip() == "true"
+        commits: dict[str, str] = {}
+        if not shallow:
+            history = subprocess.run([*git, "log", "--format=%x00%H", "--name-only", "--", "decisions"],
+                                     capture_output=True, text=True, check=True, timeout=120).stdout
+            sha = ""
+            for line in history.splitlines():
+                if line.startswith("\0"):
+                    sha = line[1:]
+                    continue
+                m = re.search(r"decisions/(\d{4})/(\d\d-\d\d)\.json$", line)
+                if m and sha:
+                    commits.setdefault(f"{m.group(1)}-{m.group(2)}", sha)
+        return Links(repo_url=links.repo_url, head=head, commits=commits, state_path=rel)
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
+        log.info("site: no commit history for the records (%s): they link at %s", exc, head or "the site's copy")
+        return links
 
 
 def _records(folder: Path) -> list[dict[str, Any]]:
@@ -287,27 +328,31 @@ def write_docs(data: SiteData, docs: Path, handwritten: Path, state: Path) -> li
     for i, month in enumerate(months):
         newer = months[i - 1] if i > 0 else None
         older = months[i + 1] if i + 1 < len(months) else None
-        write(pages.month_page(month), pages.decisions_month(data, month, data.months[month], newer, older))
+        text, fragments = pages.decisions_month(data, month, data.months[month], newer, older)
+        write(pages.month_page(month), text)
+        (docs.parent / "fragments").mkdir(exist_ok=True)
+        (docs.parent / "fragments" / f"{month}.json").write_bytes(orjson.dumps(fragments))
+    write("downloads.md", pages.data_page(data))
+    pages.write_downloads(data, docs / "data")
+    if not data.links.remote:  # the raw records are linked in the repository when it is known
+        shutil.copytree(state / "decisions", docs / "data" / "decisions", dirs_exist_ok=True)
     write("reports/index.md", pages.reports_index(data))
     for name, text in data.reports:
         images = _report_chart(state, name, docs / "reports", data.config) if f"]({name}.png)" in text else None
         write(f"reports/{name}.md", pages.report_page(name, text, frozenset([images] if images else [])))
 
-    decisions_nav: list[Any] = ["decisions/index.md"]
-    for year, group in _by_year(months).items():
-        decisions_nav.append({year: [{calendar.month_name[int(m[5:7])]: pages.month_page(m)} for m in group]})
-    reports_nav: list[Any] = ["reports/index.md"]
-    for year, group in _by_year([n for n, _ in reversed(data.reports)]).items():
-        reports_nav.append({year: [{n: f"reports/{n}.md"} for n in group]})
+    # Month pages and weekly reports are reached from their index pages, not from the global
+    # navigation (which every page repeats): see not_in_nav in write_mkdocs_config.
     about = [p for p in ("about.md", "methodology.md") if (docs / p).exists()]
     nav: list[Any] = [
         {"Home": "index.md"},
         {"Portfolio": "portfolio.md"},
-        {"Decisions": decisions_nav},
+        {"Decisions": "decisions/index.md"},
         {"Risk": "risk.md"},
-        {"Reports": reports_nav},
+        {"Reports": "reports/index.md"},
         {"Alerts": "alerts.md"},
         {"Backtests": "backtests.md"},
+        {"Downloads": "downloads.md"},
     ]
     if about or extra:
         nav.append({"About": about + extra})
@@ -327,13 +372,6 @@ def _report_chart(state: Path, name: str, folder: Path, config: Config) -> str |
                     name, type(exc).__name__, exc)
         return None
     return f"{name}.png"
-
-
-def _by_year(names: list[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for n in names:
-        out.setdefault(n[:4] if n[:4].isdigit() else "Other", []).append(n)
-    return out
 
 
 def _copy_handwritten(src: Path, docs: Path, config: Config) -> list[str]:
@@ -401,6 +439,7 @@ def _blocks(config: Config) -> dict[str, str]:
     return {"universe": universe, "multiplier_table": multiplier, "knowledge_cutoffs": cutoffs,
             "benchmarks": benchmarks, "n_assets": str(len(config.assets)),
             "cvar_tail": f"{1 - config.risk.cvar_level:.0%}",
+            "min_test_sessions": str(pages.arms.MIN_TEST_SESSIONS + 1),
             "share_rule": "Quantities are whole shares" if config.portfolio.whole_shares
             else "Fractional quantities are allowed"}
 
@@ -413,7 +452,9 @@ def write_mkdocs_config(work: Path, root: Path, docs: Path, out: Path, nav: list
         "site_dir": str(out.resolve()),
         "theme": {"name": "material", "custom_dir": str(root / "site" / "overrides")},
         "nav": nav,
-        "extra": {"synthetic": synthetic},
+        "not_in_nav": "/decisions/*-*.md\n/reports/*.md\n",
+        "hooks": [str(root / "site" / "hooks" / "build.py")],
+        "extra": {"synthetic": synthetic, "fragments": str(work / "fragments")},
     }
     path = work / "mkdocs.yml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True), encoding="utf-8")
