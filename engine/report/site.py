@@ -186,7 +186,29 @@ def load_site_data(state: Path, config: Config, backtest: Path | None = None) ->
         alerts=_alerts(state / "alerts.jsonl"),
         backtest=_backtest(backtest) if backtest is not None else None,
         links=record_links(state),
+        other_arms=_other_arms(state, portfolio.as_of),
     )
+
+
+def _other_arms(state: Path, as_of: dt.date | None) -> list[tuple[str, str, pd.Series]]:
+    """The experiment's active arms other than the headline (whose history is the state root),
+    each with its NAV up to the state's as_of: the site judges every arm the daily run ran."""
+    from engine.arms import arm_folders, read_manifest
+
+    manifest = read_manifest(state) or {}
+    out = []
+    for name, folder in sorted(arm_folders(state).items()):
+        info = manifest.get("arms", {}).get(name, {})
+        if name == manifest.get("headline") or info.get("passive"):
+            continue
+        eq = StateStore(folder).equity()
+        if eq.empty:
+            continue
+        nav = pd.Series(eq["nav_eur"].to_numpy(dtype=float), index=pd.DatetimeIndex(eq["date"]), name=name)
+        if as_of is not None:
+            nav = nav[nav.index <= pd.Timestamp(as_of)]
+        out.append((name, str(info.get("label") or name), nav))
+    return out
 
 
 def record_links(state: Path) -> Links:

@@ -75,9 +75,12 @@ def policy_label(records: list[dict[str, Any]]) -> str:
 
 
 def arms_of(data: SiteData) -> list[Arm]:
-    """The arms of the state: today its portfolio, then each benchmark column as a passive arm."""
+    """The arms of the state: its headline portfolio, the other active arms of the experiment, then
+    each benchmark column (the baseline arms' NAVs) as a passive arm."""
     eq = data.equity
     arms = [Arm("Strategy", policy_label(data.records), eq["nav_eur"].astype(float), data.records)]
+    for name, label, nav in data.other_arms:  # the experiment's other active arms
+        arms.append(Arm(name, label, nav.reindex(eq.index).astype(float), key=f"arm:{name}"))
     for key, (col, label) in data.benchmark_columns.items():
         name = label.removeprefix("Buy-and-hold ").removesuffix(" (index)")
         arms.append(Arm(name, "buy and hold, no decisions", eq[col].astype(float), passive=True, key=key))
@@ -88,7 +91,7 @@ def spy_of(arms: list[Arm]) -> Arm | None:
     return next((a for a in arms if a.passive and a.key == "spy"), None)
 
 
-def arm_verdict(arm: Arm, spy: Arm, capital: float) -> Verdict:
+def arm_verdict(arm: Arm, spy: Arm, capital: float, periods_per_year: float = 252) -> Verdict:
     both = pd.concat([arm.nav_eur.rename("a"), spy.nav_eur.rename("s")], axis=1, join="inner").dropna()
     sessions = len(both)
     excess_eur = float(both["a"].iloc[-1] - both["s"].iloc[-1]) if sessions else math.nan
@@ -97,7 +100,7 @@ def arm_verdict(arm: Arm, spy: Arm, capital: float) -> Verdict:
                        sentence=f"{sessions} session{'s' if sessions != 1 else ''} so far: a test needs at least "
                                 f"{MIN_TEST_SESSIONS + 1}, and far more to see a modest edge.")
     v = verdict(returns_from_nav(both["a"], capital), returns_from_nav(both["s"], capital), alpha=ALPHA,
-                n_boot=N_BOOT)
+                n_boot=N_BOOT, periods_per_year=periods_per_year)
     lo, hi, p = float(v["ci_low"]), float(v["ci_high"]), float(v["p_value"])
     z = NormalDist().inv_cdf
     se = (hi - lo) / (2 * z(0.5 + float(v.get("confidence", 0.95)) / 2))

@@ -93,6 +93,9 @@ class SiteData:
     alerts: list[dict[str, Any]] = field(default_factory=list)  # as appended, oldest first
     backtest: Backtest | None = None
     links: Links = field(default_factory=Links)
+    # The other active arms of the experiment (state/arms/<arm>/), beside the headline the
+    # state root mirrors: (name, label, NAV in EUR per session).
+    other_arms: list[tuple[str, str, pd.Series]] = field(default_factory=list)
 
     @property
     def synthetic(self) -> bool:

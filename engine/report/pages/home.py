@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine.report.escape import untrusted
+from engine.data.calendars import sessions_per_year
 from engine.report.pages.arms import Arm, Verdict, arm_verdict, arms_of, policy_label, spy_of
 from engine.report.pages.charts import chart
 from engine.report.pages.common import (
@@ -20,7 +21,6 @@ from engine.report.pages.common import (
     SiteData,
     day_label,
     eur,
-    finite,
     html_table,
     llm_text,
     month_page,
@@ -40,13 +40,14 @@ def home_page(data: SiteData, drawn: Sequence[str]) -> str:
     capital = data.portfolio.starting_capital_eur
     arms = arms_of(data)
     spy = spy_of(arms)
+    ppy = sessions_per_year({i.calendar for i in data.config.instruments.values()})
     out = [FRONT_MATTER, "# almost surely", ""]
     out.append(synthetic_banner(data))
     out.append(intro(data))
     out.append("")
     for arm in arms:
         if not arm.passive:
-            out += [verdict_box(arm, arm_verdict(arm, spy, capital) if spy else None, spy, capital), ""]
+            out += [verdict_box(arm, arm_verdict(arm, spy, capital, ppy) if spy else None, spy, capital), ""]
     out += ["## The arms side by side", "", leaderboard(arms, spy, capital), ""]
     out += [chart(drawn, "growth", growth_alt(arms, spy, capital), depth=0), ""]
     if "growth.png" in drawn:
@@ -146,7 +147,7 @@ def decision_card(rec: dict[str, Any], instruments: dict[str, Any]) -> str:
     orders = rec.get("orders") or []
     cuts = rec.get("cuts") or []
     link = f"[What it saw and did, in full]({month_page(rec['date'][:7])}#{d.isoformat()})"
-    parts = [f'<div class="decision-card" markdown="1">', f"**{day_label(d)}**", ""]
+    parts = ['<div class="decision-card" markdown="1">', f"**{day_label(d)}**", ""]
     if not orders:
         cause = answer.get("fallback") or ""
         who = "by the engine" if is_engine_hold(rec) else "by the policy"
