@@ -25,7 +25,7 @@ from engine.data.market import MarketData
 from engine.errors import ConfigError, EngineError, StateCorrupt, StateUnwritable
 from engine.policies import POLICIES
 from engine.portfolio.ledger import Portfolio
-from engine.state import StateStore, state_lock
+from engine.state import StateStore, check_folder, state_lock
 from engine.step import StepContext, StepResult, check_data, run
 
 log = logging.getLogger("engine")
@@ -602,6 +602,7 @@ def cmd_daily(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     codes = _calendar_codes(cfg)
     store = StateStore(args.state)
+    check_folder(args.state)  # a file given as --state is that error, not a missing portfolio
     if not args.init and not store.portfolio_path.exists():
         raise ConfigError(f"{args.state} holds no portfolio (the folder is missing or empty): pass --init to start "
                           f"a new EUR {cfg.portfolio.starting_capital_eur:,.0f} portfolio there, or point --state at it")

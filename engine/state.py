@@ -78,6 +78,7 @@ EQUITY_SCHEMA: dict[str, str] = {
     "n_positions": _I, "llm_tokens": _I, "llm_cost_usd": _F,
 }
 EQUITY_OPTIONAL_NAN = frozenset({"cvar_95"})  # too little history for a CVaR yet: NaN, never infinite
+# (and the benchmark_<key>_eur lines, NaN before their baseline arm starts)
 BENCHMARK_COLUMN = ("benchmark_", "_eur")  # benchmark_<key>_eur, float64, one per benchmark
 _FILL_TYPES = {"date": _D, "ticker": _S, "side": _S, "currency": _S, "order_id": _S, "note": _S}
 TRADES_SCHEMA: dict[str, str] = {c: _FILL_TYPES.get(c, _F) for c in TRADE_COLUMNS}
@@ -391,7 +392,10 @@ def _check_frame(path: Path, df: pd.DataFrame, schema: Mapping[str, str], extra:
             raise StateCorrupt(f"{path} column {col} holds {s.dtype}, not {kind}")
         elif kind == _F:
             values = s.to_numpy(dtype="float64")
-            bad = np.isinf(values) | (np.isnan(values) if col not in nan_ok else False)
+            # A benchmark line is NaN before its baseline arm starts (an arm added later).
+            nan_allowed = col in nan_ok or (nan_ok is EQUITY_OPTIONAL_NAN and col.startswith(BENCHMARK_COLUMN[0])
+                                            and col.endswith(BENCHMARK_COLUMN[1]))
+            bad = np.isinf(values) | (np.isnan(values) if not nan_allowed else False)
             if bad.any():
                 day = df["date"].iloc[int(bad.argmax())] if "date" in df else "?"
                 raise StateCorrupt(f"{path} column {col} is not a finite number at {pd.Timestamp(day).date()}")

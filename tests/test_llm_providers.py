@@ -242,7 +242,7 @@ def test_a_prompt_that_cannot_fit_the_registry_s_window_is_refused_before_any_ca
 def daily(tmp_path, *extra, config=None):
     from engine.cli import main
 
-    argv = ["daily", "--state", str(tmp_path / "state"), "--source", "demo", "--policy", "llm",
+    argv = ["daily", "--init", "--state", str(tmp_path / "state"), "--source", "demo", "--policy", "llm",
             "--date", "2024-10-15", "--cache", str(tmp_path / "cache"), *extra]
     if config:
         (tmp_path / "my.toml").write_text(config)
@@ -295,21 +295,25 @@ def test_a_responses_only_or_shut_down_model_fails_loudly(env, tmp_path, capsys)
 
 def test_a_parameter_still_rejected_after_negotiation_exits_7_with_one_line(env, tmp_path, capsys):
     env.models = ["gpt-6-luna"]
-    env.script(error(400, "Invalid value for 'tools': not supported.", type_="invalid_request_error",
-                     code="invalid_value"))
+    # Both llm arms (treatment and control) meet the same rejection.
+    env.script(*[error(400, "Invalid value for 'tools': not supported.", type_="invalid_request_error",
+                       code="invalid_value")] * 2)
     assert daily(tmp_path) == 7
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "rejects the request as configured (HTTP 400 invalid_value" in err
-    assert not (tmp_path / "state").exists()  # nothing saved: the last good state stays
+    assert "rejects the request as configured (HTTP 400 invalid_value" in err.strip().splitlines()[-1]
+    # Nothing of the failed arms is saved: their last good state (none yet) stays.
+    for arm in ("treatment", "control"):
+        saved = tmp_path / "state" / "arms" / arm / "portfolio.json"
+        assert not saved.exists() or json.loads(saved.read_text())["as_of"] is None
 
 
 def test_a_transient_429_after_retries_is_a_hold_and_exit_0(env, tmp_path, capsys):
     env.script(*[error(429, "Rate limit reached", type_="requests", code="rate_limit_exceeded",
-                       headers={"retry-after-ms": "10"})] * 4)
+                       headers={"retry-after-ms": "10"})] * 8)
     assert daily(tmp_path) == 0
     out = capsys.readouterr().out
     assert "explicit HOLD: the LLM server answered HTTP 429" in out
-    assert len(chat(env)) == 4  # one try and max_retries=3
+    assert len(chat(env)) == 8  # each llm arm (treatment, control): one try and max_retries=3
 
 
 def test_models_lists_the_registry_and_resolves_an_id(capsys):
@@ -337,3 +341,13 @@ def test_a_backtest_of_a_model_without_a_known_cutoff_is_in_sample(env, tmp_path
     assert code == 0 and "IN-SAMPLE" in out and "cutoff is unknown" in out
     m = json.loads((tmp_path / "bt" / "metrics.json").read_text())
     assert m["run"]["in_sample"] is True and m["run"]["knowledge_cutoff"] is None
+
+
+def test_a_count_just_under_a_context_size_is_flagged_and_only_under_half_stops_the_run():
+    from engine.llm.policy import _truncated
+
+    # A real tokenizer counts 70-120% of the estimate: 4,012 of 5,355 can be honest, and is only
+    # flagged; 2,048 of 5,355 cannot, and stops the run; a count above the estimate is fine.
+    assert _truncated(4_012, 5_355) == "suspected"
+    assert _truncated(2_048, 5_355) == "certain"
+    assert _truncated(4_500, 5_355) is None and _truncated(6_000, 5_355) is None

@@ -35,7 +35,7 @@ from tests.state_builder import write_state
 from tests.yf_frames import FakeDownload, universe_histories
 
 CONFIG = load_config()
-DEMO = ("--source", "demo", "--seed", "5")
+DEMO = ("--source", "demo", "--seed", "5", "--init")
 D0, D1 = "2024-12-06", "2024-12-11"  # the base state's as_of; the session a crashed run was saving
 
 
@@ -554,7 +554,7 @@ def test_a_mixed_tz_index_from_yahoo_is_one_line_and_exit_3(tmp_path, capsys, mo
     monkeypatch.setattr(yfinance, "download", FakeDownload(histories, script=[mixed] * 10))
     fast = tmp_path / "fast.toml"
     fast.write_text("[data]\nbackoff_seconds = 0.0\n")
-    code = main(["daily", "--state", str(tmp_path / "state"), "--source", "yahoo", "--date", "2024-12-20",
+    code = main(["daily", "--init", "--state", str(tmp_path / "state"), "--source", "yahoo", "--date", "2024-12-20",
                  "--config", str(fast), "--cache", str(tmp_path / "cache")])
     assert code == 3
     assert "not one series of dates" in one_line(capsys.readouterr().err)

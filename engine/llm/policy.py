@@ -47,8 +47,9 @@ REPAIR_TEMPLATE = (
 MAX_QUOTED = 500  # characters of a refusal or server error kept in a reason
 MAX_REASONING = 20_000  # characters of the model's reasoning kept in the record
 # The estimate is conservative (tokenizers differ: a real count of 70-120% of it is normal). A
-# server that counts under half of it, or fewer than the estimate and just under a power of two
-# (a context size such as Ollama's default 4,096), dropped part of the prompt.
+# server that counts under half of it dropped part of the prompt (the run stops); fewer than the
+# estimate and just under a power of two (a context size such as Ollama's default 4,096) is
+# flagged in the record, since a real tokenizer's count can land there too.
 TRUNCATED_SHARE = 0.5
 
 
@@ -255,11 +256,18 @@ class LLMPolicy:
         usage.update(response_format=c.response_format, answer_model=c.model, finish_reason=c.finish_reason,
                      system_fingerprint=c.system_fingerprint, params_sent=c.sent,
                      reasoning_effort=c.sent.get("reasoning_effort"))
-        if _truncated(c.prompt_tokens, est_in):
+        seen = _truncated(c.prompt_tokens, est_in)
+        if seen == "certain":
             raise LLMUnusable(
                 f"the server read {c.prompt_tokens:,} prompt tokens of about {est_in:,} sent: it truncated the prompt "
                 "(its context is too small; Ollama: raise num_ctx, llama.cpp: --n_ctx)"
             )
+        if seen == "suspected":  # a real tokenizer may count this too: flagged, not fatal
+            note = (f"the server read {c.prompt_tokens:,} prompt tokens of about {est_in:,} sent, just under a "
+                    "context size: the prompt may have been truncated (Ollama: raise num_ctx, llama.cpp: --n_ctx)")
+            usage["truncation_suspected"] = True
+            notes.append(note)
+            log.warning("llm: %s", note)
         return c
 
     def _failure(self, exc: openai.APIStatusError) -> Exception:
@@ -281,13 +289,16 @@ class LLMPolicy:
         return _Stop(f"the LLM server answered {detail}")
 
 
-def _truncated(counted: int, estimated: int) -> bool:
+def _truncated(counted: int, estimated: int) -> str | None:
+    """"certain" when the server counted under half the estimate; "suspected" when it counted
+    fewer, just under a power of two (a context size such as Ollama's default 4,096), which
+    a real tokenizer's count can also be; else None."""
     if not counted or counted >= estimated:
-        return False
+        return None
     if counted < TRUNCATED_SHARE * estimated:
-        return True
+        return "certain"
     ceiling = 1 << max(counted - 1, 1).bit_length()
-    return ceiling >= 2048 and counted > 0.97 * ceiling
+    return "suspected" if ceiling >= 2048 and counted > 0.97 * ceiling else None
 
 
 def preflight(config: Config, client: ChatClient, model: str, today: dt.date) -> list[str]:
