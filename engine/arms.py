@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 
 ARMS_DIR = "arms"
 MANIFEST = "arms.json"
+# The experiment's own journal: written before any arm saves, removed after the root (the
+# experiment's commit point: it mirrors the headline) and the manifest are written. It keeps
+# each saving arm's previous portfolio.json, so that a run killed between two arms' saves
+# is rolled back to one session for every arm, and the re-run is the uninterrupted run.
+EXPERIMENT_JOURNAL = ".experiment-saving.json"
 MANIFEST_SCHEMA_VERSION = 1
 
 LLMFactory = Callable[[ArmConfig, Config], Policy]
@@ -129,6 +134,7 @@ def open_experiment(
     """Open (or start) every arm's state under `root`; a state written before the arms
     existed becomes the headline arm's history (copied into ``arms/<headline>/``)."""
     root_store = StateStore(root, durable=durable)
+    recover(Path(root), durable)
     manifest = read_manifest(root)
     inherited: list[dict[str, Any]] = []
     previous = manifest.get("headline") if manifest else None
@@ -260,18 +266,60 @@ def step_session(exp: Experiment, d: pd.Timestamp, market: MarketData, ind: Indi
     head.unsaved[-1] = _fill_lines(res, lines, p, [b.key for b in config.benchmarks])
 
 
+def recover(root: Path, durable: bool = True) -> None:
+    """After a run killed in the middle of an experiment's save (the journal is still there):
+    if the root did not commit, put every arm that saved back at its previous portfolio.json,
+    with its own journal naming the unfinished sessions, so that readers ignore their rows and
+    the next run redoes them for every arm in lockstep."""
+    journal = Path(root) / EXPERIMENT_JOURNAL
+    if not journal.exists():
+        return
+    try:
+        data = json.loads(journal.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StateCorrupt(f"cannot read {journal}: {exc}") from None
+    root_store = StateStore(root, durable=durable)
+    as_of = json.loads(root_store.portfolio_path.read_text(encoding="utf-8"))["as_of"] \
+        if root_store.portfolio_path.exists() else None
+    if as_of != data["last"]:  # the root did not commit: no arm's save counts
+        for name, previous in sorted(data["arms"].items()):
+            store = arm_store(root, name, durable)
+            if previous is None:
+                for path in (store.portfolio_path, store.equity_path, store.trades_path):
+                    path.unlink(missing_ok=True)
+                shutil.rmtree(store.root / "decisions", ignore_errors=True)
+                continue
+            if json.loads(previous)["as_of"] == json.loads(store.portfolio_path.read_text(encoding="utf-8"))["as_of"]:
+                continue  # this arm had not committed: its own journal (if any) covers its rows
+            atomic_write_bytes(store.journal_path, dumps({"first": data["first"], "last": data["last"]}), durable)
+            atomic_write_bytes(store.portfolio_path, previous.encode("utf-8"), durable)
+        log.warning("arms: the last run stopped while saving %s..%s: every arm is back at its last committed "
+                    "session and the run redoes the rest", data["first"], data["last"])
+    journal.unlink()
+
+
 def save(exp: Experiment) -> None:
-    """Write what every arm ran since the last save; the root mirrors the headline."""
+    """Write what every arm ran since the last save; the root (the experiment's commit point:
+    it mirrors the headline) last, under the experiment's journal."""
+    saving = [a for a in exp.arms if a.unsaved]
+    journal = exp.root.root / EXPERIMENT_JOURNAL
+    if saving:
+        dates = sorted({r.date for a in saving for r in a.unsaved})
+        previous = {a.name: (a.store.portfolio_path.read_text(encoding="utf-8")
+                             if a.store.portfolio_path.exists() else None) for a in saving}
+        atomic_write_bytes(journal, dumps({"first": dates[0].date().isoformat(), "last": dates[-1].date().isoformat(),
+                                           "arms": previous}), durable=exp.root.durable)
     for arm in exp.arms:
         if arm.unsaved or not arm.store.portfolio_path.exists():
             arm.store.save(arm.portfolio, arm.unsaved)
-    head = exp.headline
-    if head.unsaved or not exp.root.portfolio_path.exists():
-        exp.root.save(head.portfolio, head.unsaved)
+    head, head_unsaved = exp.headline, exp.headline.unsaved
     for arm in exp.arms:
         arm.done += arm.unsaved
         arm.unsaved = []
     write_manifest(exp)
+    if head_unsaved or not exp.root.portfolio_path.exists():  # the commit point, last
+        exp.root.save(head.portfolio, head_unsaved)
+    journal.unlink(missing_ok=True)
 
 
 def run_experiment(

@@ -7,6 +7,7 @@ and a non-zero exit code (engine.errors); a traceback means a bug.
 from __future__ import annotations
 
 import argparse
+import json
 import contextlib
 import datetime as dt
 import logging
@@ -489,6 +490,14 @@ def _run_experiment(exp, sessions: Sequence[pd.Timestamp], market: MarketData, p
     return (time.perf_counter() - t0) / max(len(todo), 1)
 
 
+def _judged_as_of(root: Path) -> str | None:
+    """The session STATE/experiment.json judges (None when there is none yet)."""
+    try:
+        return json.loads((Path(root) / "experiment.json").read_text(encoding="utf-8")).get("as_of")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _judge(exp, market: MarketData, cfg: Config) -> dict:
     """The verdict and analytics of every arm, written to STATE/experiment.json."""
     from engine.arms import read_manifest
@@ -498,6 +507,8 @@ def _judge(exp, market: MarketData, cfg: Config) -> dict:
 
     stores = {a.name: a.store for a in exp.arms}
     result = judge_arms(stores, cfg, read_manifest(exp.root.root), close_eur(market, cfg))
+    as_of = exp.headline.portfolio.as_of
+    result = {"as_of": as_of.isoformat() if as_of else None, **result}  # the session they judge
     atomic_write_bytes(exp.root.root / "experiment.json", dumps(result), durable=exp.root.durable)
     return result
 
@@ -623,6 +634,12 @@ def cmd_daily(args: argparse.Namespace) -> int:
                       today=now.date())
     behind = [a.portfolio.as_of for a in exp.arms]
     if all(x is not None and x >= d.date() for x in behind):
+        if _judged_as_of(args.state) != str(exp.headline.portfolio.as_of):  # a run stopped before judging
+            as_of = pd.Timestamp(exp.headline.portfolio.as_of)
+            first = calendars.previous_sessions(codes, as_of, 2)[0]
+            _judge(exp, _load_market(_source(args.source, args.seed, cfg, args.cache, args.data), cfg, first, as_of),
+                   cfg)
+            print(f"{as_of.date()}: the verdicts of every arm were brought up to date")
         print(f"{d.date()} is already done (state as of {exp.headline.portfolio.as_of}): nothing changed.")
         return 0
     done = [x for x in behind if x is not None]

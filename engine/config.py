@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine.errors import ConfigError
 
@@ -180,6 +180,11 @@ class ArmsConfig(_Frozen):
     control: str | None = None  # ... and its neutral-prompt control
     reference: str | None = None  # the null hypothesis's benchmark arm (buy-and-hold SPY)
     arm: tuple[ArmConfig, ...] = ()
+
+    @field_validator("treatment", "control", "reference", mode="before")
+    @classmethod
+    def _none_if_empty(cls, v: object) -> object:
+        return None if v == "" else v  # TOML has no null: "" declares no such arm
 
 
 class RulesConfig(_Frozen):

@@ -44,6 +44,21 @@ max_tokens = {BUDGET}
 length_retry_factor = {RETRY_FACTOR}
 timeout_seconds = 600
 max_retries = 0
+
+# One decision: the treatment arm alone (no neutral control), beside buy-and-hold SPY.
+[arms]
+control = ""
+
+[[arms.arm]]
+name = "treatment"
+policy = "llm"
+prompt = "behavioural"
+
+[[arms.arm]]
+name = "buy_and_hold_spy"
+policy = "buy_and_hold"
+weights = {{ "SPY" = 1.0 }}
+benchmark = "spy"
 """
 
 
@@ -68,7 +83,7 @@ def test_a_real_model_decides_through_the_daily_command_or_says_exactly_why_not(
     base, log = server
     (tmp_path / "small-model.toml").write_text(CONFIG)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENAI_BASE_URL": base, "OPENAI_API_KEY": "sk-local-dummy"}
-    cmd = [sys.executable, "-m", "engine", "daily", "--state", str(tmp_path / "state"), "--source", "demo",
+    cmd = [sys.executable, "-m", "engine", "daily", "--init", "--state", str(tmp_path / "state"), "--source", "demo",
            "--policy", "llm", "--model", ALIAS, "--date", "2024-10-15", "--cache", str(tmp_path / "cache"),
            "--config", str(tmp_path / "small-model.toml")]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500, cwd=ROOT)

@@ -35,7 +35,7 @@ from tests.state_builder import write_state
 from tests.yf_frames import FakeDownload, universe_histories
 
 CONFIG = load_config()
-DEMO = ("--source", "demo", "--seed", "5", "--init")
+DEMO = ("--source", "demo", "--seed", "5")
 D0, D1 = "2024-12-06", "2024-12-11"  # the base state's as_of; the session a crashed run was saving
 
 
@@ -47,7 +47,7 @@ def snapshot(root: Path) -> dict[str, bytes]:
 def daily(state: Path, date: str, *extra: str) -> tuple[int, str]:
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = main(["daily", "--state", str(state), *DEMO, "--date", date, *extra])
+        code = main(["daily", "--init", "--state", str(state), *DEMO, "--date", date, *extra])
     return code, err.getvalue()
 
 
@@ -269,9 +269,14 @@ def _crash_at(n: int, after: bool):
 
 
 STATE_OF_CHILD: list[Path] = []
-# A save of D0 -> D1 (3 sessions) replaces: the journal, 3 decision records, trades,
-# equity, portfolio.json (the commit point).
-REPLACES = 7
+# A save of D0 -> D1 (3 sessions, 5 arms) replaces: the experiment's journal; for each arm
+# and then the root (the experiment's commit point) its journal, 3 decision records, trades,
+# equity and portfolio.json (the arm's commit point); the manifest (arms.json); experiment.json.
+REPLACES = 45
+# Every replace of the first arm and of the root, each other arm's commit point, and the
+# experiment's journal, manifest and verdicts (a kill in a later arm's records is the first arm's
+# case again).
+CRASH_POINTS = [1, *range(2, 9), 15, 22, 29, 36, *range(37, 44), 44, 45]
 
 
 def _after_a_crash_readers_see_one_committed_session_and_a_rerun_converges(state, straight, base):
@@ -290,7 +295,7 @@ def _after_a_crash_readers_see_one_committed_session_and_a_rerun_converges(state
 
 
 @pytest.mark.parametrize("after", [False, True], ids=["before", "after"])
-@pytest.mark.parametrize("n", range(1, REPLACES + 1))
+@pytest.mark.parametrize("n", CRASH_POINTS)
 def test_kill_9_at_each_replace_of_the_save_then_a_rerun_is_the_uninterrupted_run(state, straight, base, n, after):
     STATE_OF_CHILD[:] = [state]
     assert _in_child(_crash_at(n, after)) == -signal.SIGKILL
@@ -451,9 +456,9 @@ def test_state_pointing_at_a_file_is_exit_8_before_the_download_and_the_llm(tmp_
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
     afile = tmp_path / "state"
     afile.write_text("not a folder")
-    assert main(["daily", "--state", str(afile), *DEMO, "--date", D1, "--policy", "llm"]) == 8
+    assert main(["daily", "--init", "--state", str(afile), *DEMO, "--date", D1, "--policy", "llm"]) == 8
     assert "is not a directory" in one_line(capsys.readouterr().err)
-    assert main(["daily", "--state", str(afile / "inner"), *DEMO, "--date", D1]) == 8
+    assert main(["daily", "--init", "--state", str(afile / "inner"), *DEMO, "--date", D1]) == 8
     assert "is a file" in one_line(capsys.readouterr().err)
 
 
@@ -532,7 +537,7 @@ def test_a_held_ticker_missing_from_the_configuration_is_exit_2_not_market_data(
 @pytest.mark.parametrize("date", ["1999-12-31", "2040-01-02"])
 def test_a_date_outside_the_calendars_is_an_error_not_nothing_to_do(tmp_path, capsys, date):
     with pytest.raises(SystemExit) as stop:
-        main(["daily", "--state", str(tmp_path / "s"), *DEMO, "--date", date])
+        main(["daily", "--init", "--state", str(tmp_path / "s"), *DEMO, "--date", date])
     assert stop.value.code == 2
     assert "outside the trading calendars" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
@@ -568,7 +573,7 @@ def test_records_are_identical_under_two_hash_seeds(base, straight, tmp_path):
     procs = []
     for seed in ("1", "2"):
         state = shutil.copytree(base, tmp_path / seed)
-        argv = [sys.executable, "-m", "engine", "daily", "--state", str(state), *DEMO, "--date", D1]
+        argv = [sys.executable, "-m", "engine", "daily", "--init", "--state", str(state), *DEMO, "--date", D1]
         procs.append(subprocess.Popen(argv, env=env | {"PYTHONHASHSEED": seed},
                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
     for p in procs:
