@@ -28,6 +28,8 @@ from tests.site_states import HOSTILE_TICKER, SHOWN
 
 SITE_PATH = "/trading/"  # the path of site_url in mkdocs.yml
 
+MODEL = load_config().llm.model  # the default model, which the LLM sessions of the states use
+
 
 # --- the states and sites (built once per module) -----------------------------------------
 
@@ -243,7 +245,7 @@ def test_the_home_page_shows_the_figures_and_when_they_are_from(site, hostile_st
                   "Last update: the session of Tue 31 Dec 2024"):
         assert words in home, words
     # The intro names who really decides: the LLM policy ran the last two sessions.
-    assert "A language model, gpt-4o-mini" in home
+    assert f"A language model, {MODEL}" in home
     assert nav["as_of"] == "2024-12-31"
 
 
@@ -406,15 +408,19 @@ def test_the_verdict_says_too_early_then_better_or_worse_than_spy():
     assert same.headline in ("No evidence it beats SPY", "Too early to tell") and 0 < same.mde_ann < 0.2
 
 
-def test_the_home_page_renders_one_verdict_box_per_active_arm(site):
+def test_the_home_page_renders_one_verdict_box_per_active_arm(site, hostile_state):
     raw = (site / "index.html").read_text(encoding="utf-8")
-    assert raw.count('<section class="verdict') == 1  # one active arm in today's state
+    manifest = json.loads((hostile_state / "arms.json").read_text(encoding="utf-8"))
+    active = [name for name, arm in manifest["arms"].items() if not arm["passive"]]
+    assert len(active) >= 3  # the llm treatment (the headline) and control, the rules, the random arm
+    assert raw.count('<section class="verdict') == len(active)  # one box per active arm
     home = text_of(site, "index.html")
-    assert "Strategy: gpt-4o-mini" in home
+    assert all(f"{name}: " in home for name in active if name != manifest["headline"])
+    assert f"Strategy: {MODEL}" in home
     assert any(h in home for h in ("Too early to tell", "No evidence it beats SPY", "Beats buy-and-hold SPY",
                                    "Worse than buy-and-hold SPY"))
-    # The leaderboard holds the passive baselines, marked as such.
-    assert home.count("buy and hold, no decisions") == 2
+    # The leaderboard holds the passive baselines (one per configured benchmark), marked as such.
+    assert home.count("buy and hold, no decisions") == len(load_config().benchmarks)
 
 
 # --- a decision day --------------------------------------------------------------------
@@ -429,8 +435,8 @@ def test_an_engine_hold_is_attributed_to_the_engine(site):
         return p.shown
 
     assert "HOLD written by the engine" in day("2024-12-30") and "Summary, as written by the engine" in day("2024-12-30")
-    assert "gpt-4o-mini" in day("2024-12-30") and "as written by gpt-4o-mini" not in day("2024-12-30")
-    assert "Summary, as written by gpt-4o-mini" in day("2024-12-31")
+    assert f"{MODEL}" in day("2024-12-30") and f"as written by {MODEL}" not in day("2024-12-30")
+    assert f"Summary, as written by {MODEL}" in day("2024-12-31")
 
 
 def test_each_day_links_to_its_raw_record(site):
@@ -438,7 +444,7 @@ def test_each_day_links_to_its_raw_record(site):
     hrefs = [a["href"] for t, a in page.tags if t == "a" and "data/decisions/" in (a.get("href") or "")]
     assert "../../data/decisions/2024/12-31.json" in hrefs and len(hrefs) == 21
     record = json.loads((site / "data" / "decisions" / "2024" / "12-31.json").read_text(encoding="utf-8"))
-    assert record["model"] == "gpt-4o-mini"
+    assert record["model"] == f"{MODEL}"
 
 
 def test_records_link_to_the_commit_that_wrote_them(demo_state, tmp_path, monkeypatch):
@@ -476,7 +482,7 @@ def test_downloads_hold_the_equity_trades_and_decisions(site, hostile_state):
     decisions = json.loads((site / "data" / "decisions.json").read_text(encoding="utf-8"))
     assert decisions[-1]["date"] == "2024-12-31" and decisions[-2]["engine_hold"] is True
     page = text_of(site, "downloads/index.html")
-    assert "CSV" in page and "Changes of model and prompt" in page and "gpt-4o-mini" in page
+    assert "CSV" in page and "Changes of model and prompt" in page and f"{MODEL}" in page
 
 
 def test_scripts_are_allowed_by_hash_never_unsafe_inline(site):
