@@ -756,7 +756,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
                        charts=not args.no_charts, manifest=read_manifest(exp.root.root))
     from engine.state import atomic_write_bytes, dumps
 
-    atomic_write_bytes(exp.root.root / "experiment.json", dumps(metrics["experiment"]), durable=False)
+    as_of = exp.headline.portfolio.as_of
+    judged = {"as_of": as_of.isoformat() if as_of else None, **metrics["experiment"]}  # as daily writes it
+    atomic_write_bytes(exp.root.root / "experiment.json", dumps(judged), durable=False)
     _print_metrics(metrics)
     _print_arms(metrics["experiment"], per_session, len(exp.arms))
     print(f"metrics: {args.out / 'metrics.json'}" + ("" if args.no_charts else f"; charts: {args.out / 'charts'}"))
