@@ -24,6 +24,19 @@ PROMPT_VERSION = "2026-11-24.1"  # bump when the text changes
 _DD_POINTS = (0.25, 0.5, 0.75, 1.0)
 
 
+# The answer format, the same for every prompt family (the public audit format).
+ANSWER_SECTION = """\
+ANSWER: one JSON object, nothing outside it (no prose, no code fence):
+{"decisions": [{"ticker": str, "action": "buy"|"sell"|"hold", "percent": number 0-100, "reason": str}], "summary": str}
+- buy: percent = % of the CASH AVAILABLE at decision time (in the brief), not of NAV; all buys together at most 100.
+- sell: percent = % of the current position; 100 closes it.
+- hold: percent is ignored.
+- Only tickers from the brief's ASSETS, at most one entry each; omit tickers with nothing to do (or use hold).
+- reason: one short sentence citing the brief's figures. summary: one to three sentences.
+- Doing nothing is valid: {"decisions": [], "summary": "..."}.
+"""
+
+
 def _pct(x: float, decimals: int = 2) -> str:
     """A fraction as a percentage, trailing zeros dropped: 0.2 -> '20%', 0.004 -> '0.4%',
     0.125 -> '12.5%'."""
@@ -108,15 +121,7 @@ HARD GUARDRAILS (enforced after you; orders beyond them are cut)
 - Costs: {costs}.
 - Orders fill at the NEXT open of each asset's own exchange (New York or Paris), not at today's close.
 
-ANSWER: one JSON object, nothing outside it (no prose, no code fence):
-{{"decisions": [{{"ticker": str, "action": "buy"|"sell"|"hold", "percent": number 0-100, "reason": str}}], "summary": str}}
-- buy: percent = % of the CASH AVAILABLE at decision time (in the brief), not of NAV; all buys together at most 100.
-- sell: percent = % of the current position; 100 closes it.
-- hold: percent is ignored.
-- Only tickers from the brief's ASSETS, at most one entry each; omit tickers with nothing to do (or use hold).
-- reason: one short sentence citing the brief's figures. summary: one to three sentences.
-- Doing nothing is valid: {{"decisions": [], "summary": "..."}}.
-"""
+{ANSWER_SECTION}"""
 
 
 def prompt_sha256(text: str) -> str:

@@ -13,7 +13,7 @@ same (its columns include CVaR and Kelly figures: they are data, not instruction
 from __future__ import annotations
 
 from engine.config import Config
-from engine.llm.prompt import _eur, _num, _pct
+from engine.llm.prompt import ANSWER_SECTION, _eur, _num, _pct
 
 NEUTRAL_PROMPT_VERSION = "neutral-2026-12-01.1"  # bump when the text changes
 
@@ -41,12 +41,4 @@ HARD LIMITS (enforced after you; orders beyond them are cut)
 - Costs: {costs}.
 - Orders fill at the NEXT open of each asset's own exchange (New York or Paris), not at today's close.
 
-ANSWER: one JSON object, nothing outside it (no prose, no code fence):
-{{"decisions": [{{"ticker": str, "action": "buy"|"sell"|"hold", "percent": number 0-100, "reason": str}}], "summary": str}}
-- buy: percent = % of the CASH AVAILABLE at decision time (in the brief), not of NAV; all buys together at most 100.
-- sell: percent = % of the current position; 100 closes it.
-- hold: percent is ignored.
-- Only tickers from the brief's ASSETS, at most one entry each; omit tickers with nothing to do (or use hold).
-- reason: one short sentence citing the brief's figures. summary: one to three sentences.
-- Doing nothing is valid: {{"decisions": [], "summary": "..."}}.
-"""
+{ANSWER_SECTION}"""
