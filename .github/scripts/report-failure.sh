@@ -54,6 +54,10 @@ verdict() {
     2) printf 'Configuration error (exit 2): fix it before the next run, which would stop the same way (a missing OPENAI_API_KEY, a bad setting or --date). Nothing was committed.' ;;
     3) printf 'Market data unavailable (exit 3): nothing was committed, state/ is still at its last good commit; this is usually transient, and the next run (the second attempt a few hours later, or the next evening) catches up the sessions missed.' ;;
     4) printf 'Corrupt state (exit 4): fix before the next run. The engine refused a state file and overwrote nothing; every run stops the same way until the file is repaired (git log -- state/ shows the last good commit).' ;;
+    6) printf 'A spending limit was reached (exit 6): nothing was committed; raise the budget or wait for the next run, which has a budget of its own.' ;;
+    7) printf 'The LLM cannot be used as configured (exit 7): fix before the next run, which would stop the same way (the key refused, the model not served or shut down, a parameter still rejected: python -m engine models lists what is known). Nothing was committed.' ;;
+    8) printf 'The state folder could not be written (exit 8: disk full, read-only): nothing was committed; fix the runner before the next run.' ;;
+    9) printf 'The state folder was locked by another run (exit 9): nothing was committed; the next run continues once that one has finished.' ;;
     0) printf 'The engine finished, but committing or pushing state/ failed: nothing reached the repository; the next run computes the session again (its LLM answer comes from the cache when it was kept). %s.' "${retry^}" ;;
     '') printf 'The run stopped before the engine finished (checkout, install or a cancelled step): nothing was committed, state/ is still at its last good commit. %s.' "${retry^}" ;;
     *) printf 'The engine stopped with exit code %s: nothing was committed, state/ is still at its last good commit. %s.' "$code" "${retry^}" ;;
