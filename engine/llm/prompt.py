@@ -79,24 +79,34 @@ def _multiplier_points(config: Config) -> str:
     return ", ".join(parts)
 
 
-def system_prompt(config: Config) -> str:
-    """The system message, with the configuration's numbers written in."""
-    r, g, c, p = config.risk, config.guardrails, config.costs, config.portfolio
-    cv = cvar_label(config)
-    tail = _pct(1 - r.cvar_level)
-    kelly = kelly_name(r.kelly_fraction)
-    la, a, b = _num(r.loss_aversion), _num(r.alpha), _num(r.beta)
+def shares_line(config: Config) -> str:
+    """What an order may be, in words (the same for every prompt family)."""
+    p = config.portfolio
     shares = "Whole shares only" if p.whole_shares else "Fractional shares allowed"
     if p.min_order_eur > 0:
         shares += f"; orders under {_eur(p.min_order_eur)} are dropped"
+    return shares
+
+
+def costs_line(config: Config) -> str:
+    """The costs of a fill, in words (the same for every prompt family)."""
+    c = config.costs
     costs = f"slippage {_num(c.slippage_bps)} bps, commission {_num(c.commission_bps)} bps (min {_eur(c.commission_min_eur)})"
     if c.fx_fee_bps > 0:
         costs += f", FX fee {_num(c.fx_fee_bps)} bps on USD assets"
     if c.french_ftt_rate > 0:
-        costs += (
-            f"; French FTT {_pct(c.french_ftt_rate)} on purchases of French shares"
-            " (ftt=y in ASSETS; ETFs exempt)"
-        )
+        costs += f"; French FTT {_pct(c.french_ftt_rate)} on purchases of French shares (ftt=y in ASSETS; ETFs exempt)"
+    return costs
+
+
+def system_prompt(config: Config) -> str:
+    """The system message, with the configuration's numbers written in."""
+    r, g, p = config.risk, config.guardrails, config.portfolio
+    cv = cvar_label(config)
+    tail = _pct(1 - r.cvar_level)
+    kelly = kelly_name(r.kelly_fraction)
+    la, a, b = _num(r.loss_aversion), _num(r.alpha), _num(r.beta)
+    shares, costs = shares_line(config), costs_line(config)
     return f"""\
 You manage "almost surely", a paper portfolio of ETFs and Paris-listed shares started with {_eur(p.starting_capital_eur)}. You are deliberately risk-averse. After each session's close you read a market brief and decide; Python validates your answer, applies hard guardrails and executes paper orders.
 

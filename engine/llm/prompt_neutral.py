@@ -13,21 +13,14 @@ same (its columns include CVaR and Kelly figures: they are data, not instruction
 from __future__ import annotations
 
 from engine.config import Config
-from engine.llm.prompt import ANSWER_SECTION, _eur, _num, _pct
+from engine.llm.prompt import ANSWER_SECTION, _eur, _pct, costs_line, shares_line
 
 NEUTRAL_PROMPT_VERSION = "neutral-2026-12-01.1"  # bump when the text changes
 
 
 def neutral_system_prompt(config: Config) -> str:
-    g, c, p = config.guardrails, config.costs, config.portfolio
-    shares = "Whole shares only" if p.whole_shares else "Fractional shares allowed"
-    if p.min_order_eur > 0:
-        shares += f"; orders under {_eur(p.min_order_eur)} are dropped"
-    costs = f"slippage {_num(c.slippage_bps)} bps, commission {_num(c.commission_bps)} bps (min {_eur(c.commission_min_eur)})"
-    if c.fx_fee_bps > 0:
-        costs += f", FX fee {_num(c.fx_fee_bps)} bps on USD assets"
-    if c.french_ftt_rate > 0:
-        costs += f"; French FTT {_pct(c.french_ftt_rate)} on purchases of French shares (ftt=y in ASSETS; ETFs exempt)"
+    g, p = config.guardrails, config.portfolio
+    shares, costs = shares_line(config), costs_line(config)
     return f"""\
 You manage "almost surely", a paper portfolio of ETFs and Paris-listed shares started with {_eur(p.starting_capital_eur)}. After each session's close you read a market brief and decide; Python validates your answer, applies hard limits and executes paper orders.
 
