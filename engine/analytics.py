@@ -76,17 +76,20 @@ def forward_returns(
     t = _fills(trades)
     close = close_eur.sort_index()
     idx = close.index
+    values = close.to_numpy(dtype=float)
+    col = {t: j for j, t in enumerate(close.columns)}
+    at = idx.searchsorted(pd.DatetimeIndex(t["date"])) if len(t) else []
     out: dict[str, dict[str, list[float]]] = {"buy": defaultdict(list), "sell": defaultdict(list)}
-    for row in t.itertuples(index=False):
-        if row.ticker not in close.columns:
+    for row, i in zip(t.itertuples(index=False), at, strict=True):
+        if row.ticker not in col:
             continue
-        i = int(idx.searchsorted(pd.Timestamp(row.date)))
+        i = int(i)
         if i >= len(idx):
             continue
         base = abs(float(row.cash_flow_eur)) / float(row.qty)
         for h in horizons:
             if i + h - 1 < len(idx) and base > 0:
-                r = float(close[row.ticker].iloc[i + h - 1] / base - 1)
+                r = float(values[i + h - 1, col[row.ticker]] / base - 1)
                 if r != r:
                     continue
                 out[row.side][f"h{h}"].append(r if row.side == "buy" else -r)

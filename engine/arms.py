@@ -22,6 +22,7 @@ llm arm that fails is recorded with its reason and stops alone; the others go on
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import logging
 import shutil
@@ -101,8 +102,11 @@ class Arm:
     portfolio: Portfolio
     failure: str | None = None
     error: BaseException | None = None  # what stopped it, re-raised for the headline arm
-    unsaved: list[StepResult] = field(default_factory=list)
-    done: list[StepResult] = field(default_factory=list)
+    unsaved: list[StepResult] = field(default_factory=list)  # run, not saved yet (a checkpoint's worth at most)
+    # What this run saved, without keeping it: a backtest's memory does not grow with its length.
+    saved: int = 0
+    first_saved: dt.date | None = None
+    last_saved: StepResult | None = None
     step_seconds: float = 0.0
     inherited_versions: list[dict[str, Any]] = field(default_factory=list)  # from a headline it continues
 
@@ -211,10 +215,13 @@ class _Prices:
         if usd:
             close[usd] = close[usd].div(market.fx_eurusd, axis=0)
         self.close = close
+        self._rows = {d: i for i, d in enumerate(close.index)}
+        self._values = close.to_numpy(dtype=float)
+        self._tickers = list(close.columns)
 
     def at(self, d: pd.Timestamp) -> dict[str, float]:
-        row = self.close.loc[d]
-        return {t: float(v) for t, v in row.items() if v == v}
+        row = self._values[self._rows[d]].tolist()
+        return {t: v for t, v in zip(self._tickers, row, strict=True) if v == v}
 
 
 def _fill_lines(res: StepResult, lines: dict[str, float], p: Portfolio, order: Sequence[str]) -> StepResult:
@@ -314,7 +321,10 @@ def save(exp: Experiment) -> None:
             arm.store.save(arm.portfolio, arm.unsaved)
     head, head_unsaved = exp.headline, exp.headline.unsaved
     for arm in exp.arms:
-        arm.done += arm.unsaved
+        if arm.unsaved:
+            arm.first_saved = arm.first_saved or arm.unsaved[0].date.date()
+            arm.last_saved = arm.unsaved[-1]
+            arm.saved += len(arm.unsaved)
         arm.unsaved = []
     write_manifest(exp)
     if head_unsaved or not exp.root.portfolio_path.exists():  # the commit point, last
@@ -372,7 +382,7 @@ def write_manifest(exp: Experiment) -> None:
         versions = list(prev.get("versions", [])) or list(arm.inherited_versions)
         now = _version(arm)
         if p.as_of is not None and (not versions or {k: versions[-1].get(k) for k in now} != now):
-            first = p.inception if not versions or not arm.done else arm.done[0].date.date()
+            first = p.inception if not versions or not arm.saved else arm.first_saved
             since = (first or p.as_of).isoformat()
             versions.append({"since": since, **now})
         arms[arm.name] = {
@@ -381,7 +391,7 @@ def write_manifest(exp: Experiment) -> None:
             "inception": p.inception.isoformat() if p.inception else None,
             "as_of": p.as_of.isoformat() if p.as_of else None,
             "llm_cost_usd": p.llm.cost_usd, "llm_calls": p.llm.calls,
-            "failure": arm.failure if arm.failure is not None else prev.get("failure") if not arm.done else None,
+            "failure": arm.failure if arm.failure is not None else prev.get("failure") if not arm.saved else None,
             "versions": versions,
         }
     data = {"schema_version": MANIFEST_SCHEMA_VERSION, "headline": exp.headline.name, "arms": dict(sorted(arms.items()))}

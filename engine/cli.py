@@ -27,7 +27,7 @@ from engine.errors import ConfigError, EngineError, StateCorrupt, StateUnwritabl
 from engine.policies import POLICIES
 from engine.portfolio.ledger import Portfolio
 from engine.state import StateStore, check_folder, state_lock
-from engine.step import StepContext, StepResult, check_data, run
+from engine.step import StepResult, check_data
 
 log = logging.getLogger("engine")
 
@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", type=Path, help="a TOML file whose keys override the defaults (engine/config.toml)")
         p.add_argument("--policy", choices=POLICIES, default="rules",
                        help="who decides (default: rules; llm needs OPENAI_API_KEY, and OPENAI_BASE_URL for a "
-                       "server other than OpenAI's)")
+                       "server other than OpenAI's; equal_weight: the equal-weight baseline arm as the headline)")
         p.add_argument("--model", help="the LLM to ask with --policy llm (default: llm.model in the config)")
         p.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
                        help=f"cache folder for downloads and LLM answers (default {DEFAULT_CACHE})")
@@ -329,59 +329,6 @@ def _progress_text(r: StepResult) -> str:
         text += (f"  LLM calls {llm.calls}, cache hits {llm.cache_hits}, "
                  f"{llm.prompt_tokens + llm.completion_tokens:,} tokens, {llm.cost_usd:.4f} USD")
     return text
-
-
-def _run_and_save(
-    store: StateStore, p: Portfolio, sessions: pd.DatetimeIndex, market: MarketData, ctx: StepContext,
-    progress: bool, checkpoint: int = 250,
-) -> tuple[Portfolio, list[StepResult]]:
-    """Run the sessions not done yet, saving every `checkpoint` sessions; whatever stops
-    the run (a budget, Ctrl-C, an error), the sessions completed before it are saved.
-    Long runs save on a second core (BackgroundSaver) while the loop goes on."""
-    from engine.indicators import compute_indicators
-    from engine.state import BackgroundSaver
-
-    todo = [d for d in sessions if p.as_of is None or d.date() > p.as_of]
-    check_data(market, p, ctx.config, on=todo[0] if todo else None)  # as of the first session to run
-    ind = compute_indicators(market, ctx.config)
-    saver = BackgroundSaver(store) if len(todo) > checkpoint else store
-    done: list[StepResult] = []
-    unsaved: list[StepResult] = []
-    bar = None
-
-    def on_step(r: StepResult) -> None:
-        unsaved.append(r)
-        if bar is not None:
-            bar.update(task, advance=1, day=_progress_text(r))
-
-    try:
-        if progress and len(todo) > 1:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TimeRemainingColumn(), TextColumn("{task.fields[day]}"))
-            bar = Progress(*columns, transient=False)
-            bar.start()
-            task = bar.add_task("sessions", total=len(todo), day="")
-        for chunk_start in range(0, len(todo), checkpoint):
-            p, _ = run(p, todo[chunk_start : chunk_start + checkpoint], market, ind, ctx, on_step=on_step)
-            saver.save(p, unsaved)
-            done += unsaved
-            unsaved = []
-        if not todo:
-            saver.save(p, [])
-    except BaseException as exc:
-        if unsaved and not isinstance(exc, (StateUnwritable, StateCorrupt)):  # not when the save itself failed
-            saver.save(unsaved[-1].portfolio, unsaved)
-            log.warning("stopped after %s: the %d sessions before it are saved", unsaved[-1].date.date(),
-                        len(done) + len(unsaved))
-        raise
-    finally:
-        if bar is not None:
-            bar.stop()
-        if saver is not store:
-            saver.close()
-    return p, done
 
 
 # --- arms ------------------------------------------------------------------------
@@ -649,13 +596,14 @@ def cmd_daily(args: argparse.Namespace) -> int:
     if d not in market.index:
         raise EngineError(f"the {args.source} data has no bar for {d.date()} yet: run again after the close")
     head = exp.headline
-    n_before = len(head.done)
+    n_before = head.saved
     per_session = _run_experiment(exp, sessions, market, progress=False)
-    if len(head.done) == n_before:
+    if head.saved == n_before:
         print(f"{d.date()}: the headline arm {head.name} was already done; the other arms caught up.")
         _judge(exp, market, cfg)
         return 0
-    last = head.done[-1]
+    last = head.last_saved
+    assert last is not None
     rec = last.record
     line = (
         f"{d.date()}: NAV {last.equity['nav_eur']:,.2f} EUR, {len(last.fills)} fill(s), "
@@ -665,8 +613,8 @@ def cmd_daily(args: argparse.Namespace) -> int:
     if usage:
         tokens = usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
         line += f", model {usage.get('model')}, {tokens:,} tokens, {usage.get('cost_usd', 0):.4f} USD"
-    if len(head.done) - n_before > 1:
-        line += f", {len(head.done) - n_before} sessions run"
+    if head.saved - n_before > 1:
+        line += f", {head.saved - n_before} sessions run"
     print(line)
     if left:
         print(f"caught up to {d.date()}: {left} session(s) to {target.date()} remain, at most "

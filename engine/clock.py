@@ -36,7 +36,7 @@ def settles_at(d: object, codes: Iterable[str], settle: pd.Timedelta) -> pd.Time
     """When session `d` settles (UTC): the latest close among the exchanges trading on `d`,
     plus `settle`; None when no exchange of `codes` trades on `d`."""
     day = calendars.to_session(d)
-    closes = [calendars.get_calendar(c).session_close(day) for c in sorted(set(codes)) if calendars.is_session(c, day)]
+    closes = [calendars.close_time_utc(c, day) for c in sorted(set(codes)) if calendars.is_session(c, day)]
     return max(closes) + settle if closes else None
 
 

@@ -304,7 +304,7 @@ class RandomPolicy:
         return PolicyAnswer(decision=Decision(decisions=tuple(actions), summary=f"Random: {len(actions)} trade(s), {source}."))
 
 
-POLICIES = ("rules", "hold", "llm")
+POLICIES = ("rules", "hold", "llm", "equal_weight")
 
 
 def make_policy(name: str, config: Config) -> Policy:
@@ -312,6 +312,10 @@ def make_policy(name: str, config: Config) -> Policy:
         return RulesPolicy(config)
     if name == "hold":
         return HoldPolicy()
+    if name == "equal_weight":  # without an equal_weight arm in the configuration: the arm's default band
+        from engine.config import ArmConfig
+
+        return EqualWeightPolicy(config.tickers, ArmConfig.model_fields["rebalance_band"].default)
     from engine.errors import ConfigError
 
     if name == "llm":

@@ -209,7 +209,6 @@ def test_dividends_go_only_to_holders_before_the_ex_date(tmp_path, config, demo_
 
 
 def test_a_state_from_before_the_arms_becomes_the_headline_arms_history(tmp_path, capsys):
-    from engine.cli import _run_and_save
     from engine.data.demo import DemoSource
     from engine.policies import RulesPolicy
     from engine.state import StateStore
@@ -218,8 +217,10 @@ def test_a_state_from_before_the_arms_becomes_the_headline_arms_history(tmp_path
     market = DemoSource(seed=42).load(cfg, "2023-06-01", "2024-06-28")
     store = StateStore(tmp_path / "state")
     ctx = StepContext(config=cfg, policy=RulesPolicy(cfg), source="demo seed=42", synthetic=True)
-    _run_and_save(store, Portfolio.initial(10_000, "demo seed=42"), _sessions(market, "2024-06-03", "2024-06-07"),
-                  market, ctx, progress=False)
+    # A state written before the arms existed: one portfolio at the root.
+    p, results = run(Portfolio.initial(10_000, "demo seed=42"), _sessions(market, "2024-06-03", "2024-06-07"),
+                     market, compute_indicators(market, cfg), ctx)
+    store.save(p, results)
     assert main(["daily", "--state", str(tmp_path / "state"), "--source", "demo", "--date", "2024-06-10"]) == 0
     out = capsys.readouterr().out
     assert "5 arms" in out

@@ -151,22 +151,29 @@ def test_missing_portfolio_next_to_existing_history_is_not_a_fresh_start(tmp_pat
         store.load()
 
 
-def _long_run(config, demo_market, store, policy, checkpoint=20):
-    from engine.cli import _run_and_save
+def _long_run(config, demo_market, root, policy=None, checkpoint=20):
+    """The first quarter of 2024 for the rules arm alone, saved every `checkpoint` sessions."""
+    import dataclasses
+
+    from engine.arms import headline_spec, open_experiment, run_experiment
 
     idx = demo_market.index
     sessions = idx[(idx >= pd.Timestamp("2024-01-02")) & (idx <= pd.Timestamp("2024-03-28"))]
-    ctx = StepContext(config=config, policy=policy, source="demo seed=7", synthetic=True)
-    return _run_and_save(store, Portfolio.initial(10_000, "demo seed=7"), sessions, demo_market, ctx,
-                         progress=False, checkpoint=checkpoint)
+    head = headline_spec(config, "rules")
+    exp = open_experiment(root, config, [head], head, "demo seed=7", True, None, durable=False)
+    if policy is not None:
+        exp.headline.ctx = dataclasses.replace(exp.headline.ctx, policy=policy)
+    run_experiment(exp, list(sessions), demo_market, compute_indicators(demo_market, config), checkpoint=checkpoint)
+    return exp
 
 
-def test_the_background_saver_writes_the_same_state_as_saving_inline(tmp_path, config, demo_market):
-    bg = StateStore(tmp_path / "bg", durable=False)
-    _long_run(config, demo_market, bg, RulesPolicy(config), checkpoint=20)  # 60 sessions: background
-    inline = StateStore(tmp_path / "inline", durable=False)
-    _long_run(config, demo_market, inline, RulesPolicy(config), checkpoint=1000)  # one inline save
-    assert snapshot(tmp_path / "bg") == snapshot(tmp_path / "inline")
+def test_saving_every_20_sessions_writes_the_same_state_as_one_save_at_the_end(tmp_path, config, demo_market):
+    chunked = _long_run(config, demo_market, tmp_path / "chunked", checkpoint=20)
+    _long_run(config, demo_market, tmp_path / "once", checkpoint=1000)
+    assert snapshot(tmp_path / "chunked") == snapshot(tmp_path / "once")
+    head, dates = chunked.headline, StateStore(tmp_path / "chunked").equity()["date"]  # counted, not kept
+    assert len(dates) > 60 and head.saved == len(dates) and head.unsaved == []
+    assert head.first_saved == dates.iloc[0].date() and head.last_saved.date == dates.iloc[-1]
 
 
 def test_an_interrupted_long_run_keeps_every_session_before_the_interruption(tmp_path, config, demo_market):
@@ -179,17 +186,17 @@ def test_an_interrupted_long_run_keeps_every_session_before_the_interruption(tmp
                 raise KeyboardInterrupt
             return super().decide(brief)
 
-    store = StateStore(tmp_path / "state", durable=False)
     with pytest.raises(KeyboardInterrupt):
-        _long_run(config, demo_market, store, Interrupting(config), checkpoint=20)
-    assert len(store.equity()) == 44
-    assert store.load().as_of == pd.Timestamp(store.equity()["date"].iloc[-1]).date()
+        _long_run(config, demo_market, tmp_path / "state", Interrupting(config), checkpoint=20)
+    for store in (StateStore(tmp_path / "state"), StateStore(tmp_path / "state" / "arms" / "rules")):
+        assert len(store.equity()) == 44
+        assert store.load().as_of == pd.Timestamp(store.equity()["date"].iloc[-1]).date()
 
 
-def test_a_failed_background_save_is_raised_and_nothing_is_written_past_it(tmp_path, config, demo_market):
-    store = StateStore(tmp_path / "state", durable=False)
-    store.root.mkdir(parents=True)
-    store.equity_path.write_bytes(b"not parquet")  # the first save will refuse to go on
+def test_a_failed_save_is_raised_and_nothing_is_written_past_it(tmp_path, config, demo_market):
+    arm = StateStore(tmp_path / "state" / "arms" / "rules", durable=False)
+    arm.root.mkdir(parents=True)
+    arm.equity_path.write_bytes(b"not parquet")  # the first save will refuse to go on
     with pytest.raises(StateCorrupt, match="equity.parquet"):
-        _long_run(config, demo_market, store, RulesPolicy(config), checkpoint=20)
-    assert not store.portfolio_path.exists()
+        _long_run(config, demo_market, tmp_path / "state", checkpoint=20)
+    assert not arm.portfolio_path.exists() and not (tmp_path / "state" / "portfolio.json").exists()

@@ -30,7 +30,7 @@ from engine.data.demo import DemoSource
 from engine.errors import StateCorrupt, StateLocked
 from engine.monitor import append_alerts, read_alerts
 from engine.report.site import load_site_data
-from engine.state import LOCK_FILE, MIGRATIONS, BackgroundSaver, StateStore, state_lock
+from engine.state import LOCK_FILE, MIGRATIONS, StateStore, state_lock
 from tests.state_builder import write_state
 from tests.yf_frames import FakeDownload, universe_histories
 
@@ -322,35 +322,6 @@ def test_random_kill_9s_during_a_run_never_leave_a_mixed_state(base, straight, t
         status = _in_child(lambda: daily(STATE_OF_CHILD[0], D1)[0], kill_after=rng.uniform(0.3, 1.2) * took)
         assert status in (0, -signal.SIGKILL)
         _after_a_crash_readers_see_one_committed_session_and_a_rerun_converges(state, straight, base)
-
-
-def test_the_background_saver_dies_with_its_parent(tmp_path):
-    root = tmp_path / "state"
-    read, write = os.pipe()
-
-    def run() -> int:
-        with state_lock(root):
-            saver = BackgroundSaver(StateStore(root))
-            os.write(write, str(saver.pid).encode())
-            os.kill(os.getpid(), signal.SIGKILL)
-        return 0
-
-    assert _in_child(run) == -signal.SIGKILL
-    pid = int(os.read(read, 32))
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.05)
-    assert not _alive(pid), "the saver outlived its run"
-    with state_lock(root):  # and it no longer holds the lock
-        pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 # --- one writer -----------------------------------------------------------------------------

@@ -13,10 +13,10 @@ re-evaluation gives the same figures.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import orjson
 import pandas as pd
 
 from engine.analytics import analyse
@@ -37,7 +37,7 @@ def decision_records(store: StateStore) -> Iterator[dict[str, Any]]:
     """Every decision record of a state folder, in date order."""
     folder = store.root / "decisions"
     for path in sorted(folder.glob("*/*.json")):
-        yield json.loads(path.read_text(encoding="utf-8"))
+        yield orjson.loads(path.read_bytes())
 
 
 def arm_nav(store: StateStore) -> pd.Series:
