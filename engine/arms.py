@@ -328,7 +328,7 @@ def save(exp: Experiment) -> None:
         arm.unsaved = []
     write_manifest(exp)
     if head_unsaved or not exp.root.portfolio_path.exists():  # the commit point, last
-        exp.root.save(head.portfolio, head_unsaved)
+        exp.root.save(head.portfolio, head_unsaved, twin=head.store)
     journal.unlink(missing_ok=True)
 
 

@@ -138,6 +138,22 @@ def atomic_write_parquet(path: Path, frame: pd.DataFrame) -> None:
         raise
 
 
+def _link_atomic(source: Path, path: Path) -> bool:
+    """Make `path` a hard link to `source`, atomically (a link under a temporary name,
+    renamed over `path`); False when the filesystem cannot (the caller writes a copy)."""
+    tmp = path.parent / f".{path.name}.link.tmp"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        os.link(source, tmp)
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        _discard(str(tmp))
+        return False
+
+
 def _discard(tmp: str | None) -> None:
     if tmp is not None:
         with contextlib.suppress(OSError):
@@ -180,13 +196,15 @@ def _format(x: Any, depth: int) -> bytes:
         if not x:
             return b"{}"
         pad, inner = b" " * depth, b" " * (depth + 1)
-        items = [inner + _dump(str(k)) + b": " + _format(v, depth + 1) for k, v in x.items()]
+        items = [inner + _dump(str(k)) + b": " + (_format(v, depth + 1) if isinstance(v, _NESTED) else _dump(v))
+                 for k, v in x.items()]
         return b"{\n" + b",\n".join(items) + b"\n" + pad + b"}"
     if isinstance(x, (list, tuple)):
         if _flat(x):
             return _dump(x)
         pad, inner = b" " * depth, b" " * (depth + 1)
-        return b"[\n" + b",\n".join(inner + _format(v, depth + 1) for v in x) + b"\n" + pad + b"]"
+        return b"[\n" + b",\n".join([inner + (_format(v, depth + 1) if isinstance(v, _NESTED) else _dump(v))
+                                       for v in x]) + b"\n" + pad + b"]"
     return _dump(x)
 
 
@@ -617,15 +635,25 @@ class StateStore:
 
     # -- writing --
 
-    def save(self, portfolio: Portfolio, results: Sequence[StepResult]) -> None:
+    def save(self, portfolio: Portfolio, results: Sequence[StepResult], twin: StateStore | None = None) -> None:
         """Append the results of some sessions and write the portfolio that follows them:
-        the journal first, portfolio.json (the commit point) last."""
+        the journal first, portfolio.json (the commit point) last.
+
+        `twin`: a store that has just saved the same results (the arm a state root mirrors):
+        each decision record is then a hard link to the twin's file, not a second copy
+        encoded and written again (a copy where the filesystem has no hard links)."""
         try:
-            self._save(portfolio, results)
+            self._save(portfolio, results, twin)
         finally:
             self._loaded = None
 
-    def _save(self, portfolio: Portfolio, results: Sequence[StepResult]) -> None:
+    def _write_record(self, r: StepResult, twin: StateStore | None) -> None:
+        path = self.decision_path(r.date)
+        if twin is not None and _link_atomic(twin.decision_path(r.date), path):
+            return
+        atomic_write_bytes(path, dumps(r.record), durable=self.durable)
+
+    def _save(self, portfolio: Portfolio, results: Sequence[StepResult], twin: StateStore | None = None) -> None:
         old_equity = self._read_parquet(self.equity_path)
         old_trades = self._read_parquet(self.trades_path)
         if results:
@@ -633,7 +661,7 @@ class StateStore:
             span = {"first": dates[0].date().isoformat(), "last": dates[-1].date().isoformat()}
             atomic_write_bytes(self.journal_path, dumps(span), durable=self.durable)
             for r in results:
-                atomic_write_bytes(self.decision_path(r.date), dumps(r.record), durable=self.durable)
+                self._write_record(r, twin)
 
             fills = [f.model_dump() for r in results for f in r.fills]
             new_trades = pd.DataFrame(fills, columns=TRADE_COLUMNS)

@@ -33,6 +33,7 @@ import csv
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -154,22 +155,45 @@ def _columns(path: Path, header: list[str], ticker_column: bool) -> dict[int, st
 
 
 def _date(path: Path, line_no: int, cell: str) -> pd.Timestamp:
+    ts = _parse_date(cell)
+    if ts is None:
+        raise DataUnavailable(f"{path} line {line_no}, column 'date': {cell!r} is not a date (YYYY-MM-DD)")
+    if ts is _TIME_OF_DAY:
+        raise DataUnavailable(
+            f"{path} line {line_no}, column 'date': {cell!r} has a time of day: daily bars are expected"
+        )
+    return ts
+
+
+_TIME_OF_DAY = object()
+
+
+@lru_cache(maxsize=65_536)  # every file of a folder repeats the same dates
+def _parse_date(cell: str):
     try:
         ts = pd.Timestamp(cell)
     except (ValueError, TypeError):
         ts = None
     if ts is None or ts is pd.NaT or len(cell) < 8:
-        raise DataUnavailable(f"{path} line {line_no}, column 'date': {cell!r} is not a date (YYYY-MM-DD)")
+        return None
     if ts.tzinfo is not None:
         ts = ts.tz_convert(None)
     if ts != ts.normalize():
-        raise DataUnavailable(
-            f"{path} line {line_no}, column 'date': {cell!r} has a time of day: daily bars are expected"
-        )
+        return _TIME_OF_DAY
     return ts.as_unit("ns")
 
 
 def _number(path: Path, line_no: int, name: str, cells: dict[str, str], header: list[str], columns: dict[int, str]) -> float:
+    cell = cells.get(name)
+    if cell and (name != "splits" or ":" not in cell):  # the common case: a plain number
+        try:
+            value = float(cell)
+        except ValueError:
+            pass
+        else:
+            if math.isfinite(value) and not ((name == "splits" and value <= 0)
+                                             or (name in ("dividends", "volume") and value < 0)):
+                return value
     default = {"dividends": 0.0, "splits": 1.0, "volume": math.nan}.get(name)
     if name not in cells:
         return cells_close(path, line_no, cells) if default is None else default
