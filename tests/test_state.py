@@ -200,3 +200,20 @@ def test_a_failed_save_is_raised_and_nothing_is_written_past_it(tmp_path, config
     with pytest.raises(StateCorrupt, match="equity.parquet"):
         _long_run(config, demo_market, tmp_path / "state", checkpoint=20)
     assert not arm.portfolio_path.exists() and not (tmp_path / "state" / "portfolio.json").exists()
+
+
+def test_the_roots_decision_records_are_its_headline_arms_written_once(tmp_path, config, demo_market, monkeypatch):
+    _long_run(config, demo_market, tmp_path / "linked", checkpoint=20)
+    root, arm = tmp_path / "linked" / "decisions", tmp_path / "linked" / "arms" / "rules" / "decisions"
+    records = sorted(p.relative_to(root) for p in root.rglob("*.json"))
+    assert records and records == sorted(p.relative_to(arm) for p in arm.rglob("*.json"))
+    assert all((root / r).samefile(arm / r) for r in records)  # one file, two names
+
+    def no_links(src, dst):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)  # a filesystem without hard links: a copy, the same bytes
+    _long_run(config, demo_market, tmp_path / "copied", checkpoint=20)
+    assert snapshot(tmp_path / "copied") == snapshot(tmp_path / "linked")
+    copied = tmp_path / "copied" / "decisions"
+    assert not any((copied / r).samefile(tmp_path / "copied" / "arms" / "rules" / "decisions" / r) for r in records)

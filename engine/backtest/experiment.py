@@ -56,6 +56,7 @@ def judge_arms(
     ppy = sessions_per_year({i.calendar for i in config.instruments.values()})
     specs = config.arm_by_name
     info = (manifest or {}).get("arms", {})
+    saved = {name: s.load() for name, s in stores.items()}  # each folder read and checked once
     navs = {name: arm_nav(s) for name, s in stores.items()}
     navs = {k: v for k, v in navs.items() if len(v)}
     rets = {k: returns_from_nav(v, capital) for k, v in navs.items()}
@@ -63,7 +64,7 @@ def judge_arms(
     arms: dict[str, Any] = {}
     for name, nav in navs.items():
         store = stores[name]
-        p = store.load()
+        p = saved[name]
         trades = store.trades()
         equity = store.equity()
         c = p.costs if p is not None else None
