@@ -454,8 +454,13 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
 def _sessions_since(index: pd.DatetimeIndex, i: int) -> Callable[[dt.date], int]:
     """Sessions from a past date to session `i` of `index` (the session before: 1)."""
 
+    memo: dict[dt.date, int] = {}  # the churn memory repeats its dates (a buy per order)
+
     def since(x: dt.date) -> int:
-        return i - int(index.searchsorted(pd.Timestamp(x)))
+        n = memo.get(x)
+        if n is None:
+            n = memo[x] = i - int(index.searchsorted(pd.Timestamp(x)))
+        return n
 
     return since
 
