@@ -10,8 +10,10 @@ prices with their split ratios, and EURUSD); every process reads that folder:
 
 * ``ours, equal weight``: ``python -m engine backtest --source csv --policy equal_weight
   --no-charts`` with a configuration of one arm, the equal-weight baseline with a band of
-  0 (it buys what is below target at every session and sells what is above at a month's
-  first session; a passive arm buys fractional shares, with the same costs);
+  5% (at every session it buys what is more than 5% below its target, and at a month's
+  first session it sells what is more than 5% above: with no band at all it would buy a
+  few euros of something every day and pay the EUR 1 minimum each time); a passive arm
+  buys fractional shares, with the same costs;
 * ``ours, rules (5 arms)``: ``python -m engine backtest --source csv --policy rules
   --no-charts`` with the default configuration (the rules headline and the four offline
   arms stepped in lockstep: random, two buy-and-holds, equal weight);
@@ -64,7 +66,7 @@ reference = ""
 name = "equal_weight"
 policy = "equal_weight"
 label = "Equal weight"
-rebalance_band = 0.0
+rebalance_band = 0.05
 """
 
 # What both peers share: the panel as EUR closes, split-adjusted, carried forward over a
