@@ -40,6 +40,13 @@ def decision_records(store: StateStore) -> Iterator[dict[str, Any]]:
         yield orjson.loads(path.read_bytes())
 
 
+def _what_analytics_read(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of a decision record the analytics count (each cut's stage, the fallback):
+    a long run's records are read one at a time, and only these stay in memory."""
+    return {"cuts": [{"stage": c.get("stage", "?")} for c in record.get("cuts") or []],
+            "answer": {"fallback": (record.get("answer") or {}).get("fallback")}}
+
+
 def arm_nav(store: StateStore) -> pd.Series:
     eq = store.equity()
     return pd.Series(eq["nav_eur"].to_numpy(dtype=float), index=pd.DatetimeIndex(eq["date"]), name="nav_eur")
@@ -80,7 +87,8 @@ def judge_arms(
                 periods_per_year=ppy,
             ),
             "llm_cost_usd_per_session": (p.llm.cost_usd / len(nav)) if p and len(nav) else 0.0,
-            "analytics": analyse(trades, equity, list(decision_records(store)), close_eur, periods_per_year=ppy),
+            "analytics": analyse(trades, equity, [_what_analytics_read(r) for r in decision_records(store)],
+                                 close_eur, periods_per_year=ppy),
         }
         if ref in rets and name != ref:
             entry["verdict"] = verdict(rets[name], rets[ref], n_boot=n_boot, periods_per_year=ppy)
