@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -73,6 +73,11 @@ class PositionView:
     prospect_value: float  # v(pnl_pct): the reference point is the cost basis
 
 
+# What the structured brief of a record keeps beside a rendered message (Brief.as_dict).
+MESSAGE_ASSET_COLUMNS = ("close",)
+MESSAGE_POSITION_FIELDS = frozenset({"ticker", "qty", "price_local", "currency", "price_eur", "value_eur"})
+
+
 @dataclass(frozen=True)
 class Brief:
     """Everything a policy is given at the close of `date`. Every number is computed here;
@@ -119,11 +124,21 @@ class Brief:
                 q += o.qty if o.side == "buy" else -o.qty
         return max(q, 0.0)
 
-    def as_dict(self) -> dict[str, Any]:
-        """The brief as a JSON-ready record (rounded so that diffs stay readable)."""
-        columns = list(next(iter(self.assets.values())).keys()) if self.assets else []
-        table = round_sig(np.array([list(fig.values()) for fig in self.assets.values()], dtype=float))
-        rows = {t: [None if v != v else v for v in row] for t, row in zip(self.assets, table.tolist(), strict=True)}
+    def as_dict(self, beside_message: bool = False) -> dict[str, Any]:
+        """The brief as a JSON-ready record (rounded so that diffs stay readable).
+
+        `beside_message`: the record of a policy that was given the brief as a rendered
+        message, which the record keeps verbatim (what the model saw, every figure it
+        read). The structured brief then holds only what the readers of records use beside
+        it (engine.report, the weekly report): of the asset table the close, of each
+        position its quantity, prices and value."""
+        every = list(next(iter(self.assets.values())).keys()) if self.assets else []
+        columns = [c for c in MESSAGE_ASSET_COLUMNS if c in every] if beside_message else every
+        if columns == every:
+            values = [list(fig.values()) for fig in self.assets.values()]
+        else:
+            values = [[fig[c] for c in columns] for fig in self.assets.values()]
+        rows = dict(zip(self.assets, _json_table(values), strict=True))
         return {
             "date": self.date.isoformat(),
             "source": self.source,
@@ -142,7 +157,8 @@ class Brief:
             },
             "limits": {k: round(v, 4) for k, v in self.limits.items()},
             "positions": [
-                {k: _clean(v) for k, v in vars(p).items()} for p in self.positions.values()
+                {k: _clean(v) for k, v in vars(p).items() if not beside_message or k in MESSAGE_POSITION_FIELDS}
+                for p in self.positions.values()
             ],
             "pending_orders": [o.model_dump(mode="json") for o in self.pending_orders],
             "assets": {"columns": list(columns), "rows": rows},
@@ -150,6 +166,19 @@ class Brief:
             "previous": self.previous,
             **({"churn": self.churn} if self.churn is not None else {}),
         }
+
+
+def _json_table(values: list[list[float]]) -> list[list[float | None]]:
+    """Rows of figures rounded to 6 significant digits, NaN and infinities as None, in one
+    vectorised pass."""
+    if not values:
+        return []
+    table = np.asarray(values, dtype=float)
+    if not table.size:
+        return [[] for _ in values]
+    rounded = round_sig(table).astype(object)
+    rounded[~np.isfinite(table)] = None
+    return rounded.tolist()
 
 
 def round_sig(a: np.ndarray, digits: int = 6) -> np.ndarray:
