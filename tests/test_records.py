@@ -217,3 +217,33 @@ def dt_date(text: str):
     import datetime as dt
 
     return dt.date.fromisoformat(text)
+
+
+def test_the_brief_figures_are_rounded_to_six_significant_digits_in_one_pass(config, demo_market, ind):
+    briefs = []
+
+    class Keep(RulesPolicy):
+        def decide(self, brief):
+            briefs.append(brief)
+            return super().decide(brief)
+
+    idx = demo_market.index
+    run(Portfolio.initial(10_000), idx[idx >= pd.Timestamp("2024-06-03")][:15], demo_market, ind,
+        StepContext(config=config, policy=Keep(config), source=SOURCE, synthetic=True))
+    b = briefs[-1]
+    assert b.positions
+    d = b.as_dict()
+
+    def six(x):
+        return None if x != x or x in (float("inf"), float("-inf")) else float("%.6g" % x)
+
+    assert d["assets"]["columns"] == list(next(iter(b.assets.values())))
+    for t, row in d["assets"]["rows"].items():
+        assert row == [six(v) for v in b.assets[t].values()]
+    for pos, view in zip(d["positions"], b.positions.values(), strict=True):
+        assert pos == {k: v if isinstance(v, str) else six(v) for k, v in vars(view).items()}
+    small = b.as_dict(beside_message=True)
+    assert small["assets"]["columns"] == ["close"]
+    assert small["assets"]["rows"] == {t: [row[0]] for t, row in d["assets"]["rows"].items()}
+    assert small["positions"] == [{k: p[k] for k in p if k in ("ticker", "qty", "price_local", "currency", "price_eur",
+                                                              "value_eur")} for p in d["positions"]]
