@@ -5,9 +5,11 @@
 For each policy, a fresh git repository holds a state folder; every session of the demo
 market (seeded, offline) is one real daily step, saved by the state store and committed.
 After each simulated year the repository is packed (`git gc --prune=now`, or
-`--aggressive`) and the pack's size is printed, split by what the objects are (decision
-records, stored prompts, equity.parquet, trades.parquet, portfolio.json, trees and
-commits), from `git verify-pack`.
+`--aggressive`; one thread, so that the figures repeat) and the pack's size is printed with
+its growth over the year, split by what the objects are (decision records, stored prompts,
+equity.parquet, trades.parquet, portfolio.json, trees and commits), from `git verify-pack`.
+
+To measure an older layout, copy this file into a checkout of that commit and run it there.
 
 The ``llm`` policy is the real LLM path (brief rendering, the openai client over HTTP,
 parsing, checks) against the scripted local server of the tests: each day's answer is the
@@ -71,7 +73,8 @@ def kind_of(path: str) -> str:
 
 def packed(repo: Path, aggressive: bool) -> tuple[int, dict[str, int]]:
     """The pack's size after gc, and its bytes by kind of object."""
-    git(repo, "gc", "--quiet", "--prune=now", *(["--aggressive"] if aggressive else []))
+    # One thread: a threaded delta search gives packs a few percent apart from run to run.
+    git(repo, "-c", "pack.threads=1", "gc", "--quiet", "--prune=now", *(["--aggressive"] if aggressive else []))
     packs = sorted((repo / ".git" / "objects" / "pack").glob("*.pack"))
     total = sum(p.stat().st_size for p in packs)
     paths = {}
@@ -105,8 +108,9 @@ class ScriptedLLM(LLMPolicy):
         for t, pos in brief.positions.items():
             if t not in acted:
                 f = brief.assets.get(t, {})
+                close, rsi = f.get("close", float("nan")), f.get("rsi_14", float("nan"))
                 decisions.append({"ticker": t, "action": "hold", "percent": 0, "reason": (
-                    f"Still in its trend (close {f.get('close', float('nan')):.2f}, RSI {f.get('rsi_14', float('nan')):.0f}); "
+                    f"Still in its trend (close {close:.2f}, RSI {rsi:.0f}); "
                     f"P&L {pos.pnl_pct:+.1%} vs cost, weight {pos.weight:.1%} within the cap: keep it.")})
         answer = {"decisions": decisions, "summary": rules.summary + (
             f" Portfolio CVaR {brief.cvar_95:.2%} of NAV against a budget of "
@@ -139,7 +143,7 @@ def simulate(policy: str, years: int, aggressive: bool, start: pd.Timestamp, kee
         ctx = StepContext(config=cfg, policy=chosen, source="demo", synthetic=True, build=build_info())
         store = StateStore(repo / "state", durable=False)
         p = Portfolio.initial(cfg.portfolio.starting_capital_eur, source="demo")
-        before, _ = packed(repo, aggressive)
+        before, before_split = packed(repo, aggressive)
         print(f"policy {policy}: {len(sessions)} daily commits {sessions[0].date()}..{sessions[-1].date()} "
               f"(demo market, seed 42; git gc{' --aggressive' if aggressive else ''})")
         t0, year_end, done, record_bytes = time.perf_counter(), start + pd.DateOffset(years=1), 0, []
@@ -154,13 +158,16 @@ def simulate(policy: str, years: int, aggressive: bool, start: pd.Timestamp, kee
             if last or sessions[k + 1] >= year_end:
                 done += 1
                 size, split = packed(repo, aggressive)
-                parts = ", ".join(f"{name} {split[name] / 1024:,.0f}" for name in
+                grew = {k: split.get(k, 0) - before_split.get(k, 0) for k in split}
+                parts = ", ".join(f"{name} {grew[name] / 1024:,.0f}" for name in
                                   ("records", "prompts", "equity.parquet", "trades.parquet", "portfolio.json",
-                                   "trees+commits", "other") if split.get(name))
+                                   "trees+commits", "other") if grew.get(name))
                 print(f"  year {done}: pack {size / MiB:.2f} MiB, +{(size - before) / MiB:.3f} MiB this year "
-                      f"(KiB in the pack: {parts}); records on disk {sum(record_bytes) / len(record_bytes) / 1024:.1f} KiB a "
-                      f"session on average, largest {max(record_bytes) / 1024:.1f} KiB; {time.perf_counter() - t0:.0f} s")
-                before, year_end, record_bytes = size, year_end + pd.DateOffset(years=1), []
+                      f"(of which KiB: {parts}); records on disk {sum(record_bytes) / len(record_bytes) / 1024:.1f} "
+                      f"KiB a session on average, largest {max(record_bytes) / 1024:.1f} KiB; "
+                      f"{time.perf_counter() - t0:.0f} s")
+                before, before_split = size, split
+                year_end, record_bytes = year_end + pd.DateOffset(years=1), []
         if keep is not None:
             shutil.copytree(repo, keep / policy, symlinks=True)
 

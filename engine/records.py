@@ -190,7 +190,8 @@ def unpack(stored: dict[str, Any], prompts: Prompts, where: Path) -> dict[str, A
             try:
                 derived = _derived_previous(stored)
             except (KeyError, TypeError) as exc:
-                raise StateCorrupt(f"{where}: the fills cannot give the previous decision's {missing[0]} ({exc})") from None
+                raise StateCorrupt(f"{where}: the fills cannot give the previous decision's {missing[0]} "
+                                   f"({exc})") from None
             prev.update({k: derived[k] for k in missing})
     answer = stored.get("answer")
     if isinstance(answer, dict) and "parsed" not in answer:

@@ -44,8 +44,8 @@ def held(demo_market, ind, config):
     """A portfolio the rules policy built (positions to sell, fills to come)."""
     idx = demo_market.index
     ctx = StepContext(config=config, policy=RulesPolicy(config), source=SOURCE, synthetic=True)
-    p, results = run(Portfolio.initial(10_000, source=SOURCE), idx[(idx >= pd.Timestamp("2024-09-01"))
-                                                                   & (idx < pd.Timestamp("2024-10-01"))], demo_market, ind, ctx)
+    days = idx[(idx >= pd.Timestamp("2024-09-01")) & (idx < pd.Timestamp("2024-10-01"))]
+    p, results = run(Portfolio.initial(10_000, source=SOURCE), days, demo_market, ind, ctx)
     assert p.positions
     return p, results
 
