@@ -14,8 +14,9 @@ both read, and every reader gets the record in the same shape, whatever the file
 * **The user message is stored verbatim**: it is the exact text the model was given. It
   is not re-rendered from the structured brief on reading, because the renderer changes
   with the engine and an old record must still show what its model saw, byte for byte.
-  For the same reason an LLM record's structured brief keeps only what the readers use
-  beside the message (engine.step): the asset table holds the close alone.
+  The structured brief beside it keeps only what the readers of records use
+  (``Brief.as_dict(beside_message=True)``: of the asset table the close, of each position
+  its quantity, prices and value); a policy without a message keeps the whole brief.
 * **What the record holds elsewhere is not repeated**: the previous decision's
   ``fills_today`` and ``execution_notes`` are this session's fills and notes, already at
   the top of the record; the parsed answer is the model's raw answer when that is exactly
