@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 import numpy as np
@@ -73,6 +73,11 @@ class PositionView:
     prospect_value: float  # v(pnl_pct): the reference point is the cost basis
 
 
+# What the structured brief of a record keeps beside a rendered message (Brief.as_dict).
+MESSAGE_ASSET_COLUMNS = ("close",)
+MESSAGE_POSITION_FIELDS = frozenset({"ticker", "qty", "price_local", "currency", "price_eur", "value_eur"})
+
+
 @dataclass(frozen=True)
 class Brief:
     """Everything a policy is given at the close of `date`. Every number is computed here;
@@ -119,11 +124,27 @@ class Brief:
                 q += o.qty if o.side == "buy" else -o.qty
         return max(q, 0.0)
 
-    def as_dict(self) -> dict[str, Any]:
-        """The brief as a JSON-ready record (rounded so that diffs stay readable)."""
-        columns = list(next(iter(self.assets.values())).keys()) if self.assets else []
-        table = round_sig(np.array([list(fig.values()) for fig in self.assets.values()], dtype=float))
-        rows = {t: [None if v != v else v for v in row] for t, row in zip(self.assets, table.tolist(), strict=True)}
+    def as_dict(self, beside_message: bool = False) -> dict[str, Any]:
+        """The brief as a JSON-ready record (rounded so that diffs stay readable).
+
+        `beside_message`: the record of a policy that was given the brief as a rendered
+        message, which the record keeps verbatim (what the model saw, every figure it
+        read). The structured brief then holds only what the readers of records use beside
+        it (engine.report, the weekly report): of the asset table the close, of each
+        position its quantity, prices and value."""
+        every = list(next(iter(self.assets.values())).keys()) if self.assets else []
+        columns = [c for c in MESSAGE_ASSET_COLUMNS if c in every] if beside_message else every
+        if columns == every:
+            values = [list(fig.values()) for fig in self.assets.values()]
+        else:
+            values = [[fig[c] for c in columns] for fig in self.assets.values()]
+        names, numbers, held = self._position_rows(beside_message)
+        table, held = _json_tables(values, held)
+        rows = dict(zip(self.assets, table, strict=True))
+        positions = []
+        for p, figures in zip(self.positions.values(), held, strict=True):
+            by_name = dict(zip(numbers, figures, strict=True))
+            positions.append({f: getattr(p, f) if f in _POSITION_TEXT else by_name[f] for f in names})
         return {
             "date": self.date.isoformat(),
             "source": self.source,
@@ -141,15 +162,45 @@ class Brief:
                 "prospect_value": _clean(self.prospect_value),
             },
             "limits": {k: round(v, 4) for k, v in self.limits.items()},
-            "positions": [
-                {k: _clean(v) for k, v in vars(p).items()} for p in self.positions.values()
-            ],
+            "positions": positions,
             "pending_orders": [o.model_dump(mode="json") for o in self.pending_orders],
             "assets": {"columns": list(columns), "rows": rows},
             "data_issues": list(self.data_issues),
             "previous": self.previous,
             **({"churn": self.churn} if self.churn is not None else {}),
         }
+
+
+    def _position_rows(self, beside_message: bool) -> tuple[list[str], list[str], list[list[float]]]:
+        """The position fields the record keeps, the numeric ones, and their values."""
+        names = [f for f in _POSITION_FIELDS if not beside_message or f in MESSAGE_POSITION_FIELDS]
+        numbers = [f for f in names if f not in _POSITION_TEXT]
+        return names, numbers, [[getattr(p, f) for f in numbers] for p in self.positions.values()]
+
+
+_POSITION_FIELDS = tuple(f.name for f in fields(PositionView))
+_POSITION_TEXT = frozenset({"ticker", "currency"})
+
+
+def _json_tables(*tables: list[list[float]]) -> list[list[list[float | None]]]:
+    """Tables (lists of rows) of figures, rounded to 6 significant digits with NaN and
+    infinities as None: all of them in one vectorised pass (numpy's cost here is per call,
+    not per figure)."""
+    flat = np.fromiter((v for t in tables for row in t for v in row), dtype=float)
+    rounded = round_sig(flat).astype(object)
+    rounded[~np.isfinite(flat)] = None
+    values = rounded.tolist()
+    out, i = [], 0
+    for t in tables:
+        rows = []
+        for row in t:
+            rows.append(values[i:i + len(row)])
+            i += len(row)
+        out.append(rows)
+    return out
+
+
+_POW10 = 10.0 ** np.arange(23)
 
 
 def round_sig(a: np.ndarray, digits: int = 6) -> np.ndarray:
@@ -160,11 +211,12 @@ def round_sig(a: np.ndarray, digits: int = 6) -> np.ndarray:
     """
     a = np.asarray(a, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        mag = np.floor(np.log10(np.abs(a)))
-    k = np.where(np.isfinite(mag), digits - 1 - mag, 0).astype(int)
-    up = np.clip(k, 0, 22)
-    down = np.clip(-k, 0, 22)
-    return np.round(a * 10.0**up / 10.0**down) * 10.0**down / 10.0**up
+        k = digits - 1 - np.floor(np.log10(np.abs(a)))
+    k[~np.isfinite(k)] = 0
+    k = k.astype(int)
+    up = _POW10[np.minimum(np.maximum(k, 0), 22)]
+    down = _POW10[np.minimum(np.maximum(-k, 0), 22)]
+    return np.round(a * up / down) * down / up
 
 
 def _clean(v: Any) -> Any:

@@ -6,6 +6,7 @@
     state/equity.parquet              one row per session
     state/trades.parquet              every fill, dividend and split
     state/decisions/YYYY/MM-DD.json   what the policy saw and answered, and what came of it
+    state/decisions/prompts/<sha256>.txt  each system prompt once (engine.records)
     state/arms/<arm>/...              the same files for each arm of an experiment
 
 **Atomic files.** Every file is written to a temporary file in the same folder, flushed
@@ -59,6 +60,7 @@ from pydantic import ValidationError
 
 from engine.errors import ConfigError, StateCorrupt, StateLocked, StateUnwritable
 from engine.portfolio.ledger import SCHEMA_VERSION, Fill, Portfolio
+from engine.records import Prompts, pack, read_record, write_prompts, write_record
 from engine.step import StepResult
 
 if TYPE_CHECKING:
@@ -120,13 +122,20 @@ def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
         raise
 
 
+# equity.parquet and trades.parquet are rewritten whole at every save and kept in git: plain
+# values without compression, dictionaries or statistics, so that a day's new file is the old
+# one plus its rows and git stores it as a small delta (snappy and dictionaries rewrite every
+# page: the pack grew faster than linearly). benchmarks/audit_trail_growth.py measures it.
+PARQUET_OPTIONS: dict[str, Any] = {"compression": None, "use_dictionary": False, "write_statistics": False}
+
+
 def atomic_write_parquet(path: Path, frame: pd.DataFrame) -> None:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
-        frame.to_parquet(tmp, index=False)
+        frame.to_parquet(tmp, index=False, **PARQUET_OPTIONS)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -502,6 +511,7 @@ class StateStore:
         self.durable = durable
         self._today = today or (lambda: dt.datetime.now(dt.UTC).date())
         self._loaded: tuple[Portfolio | None, pd.DataFrame, pd.DataFrame] | None = None
+        self._prompts: Prompts | None = None  # the stored system prompts, read once each
 
     @property
     def portfolio_path(self) -> Path:
@@ -543,14 +553,11 @@ class StateStore:
         return self._loaded[2].copy()
 
     def decision(self, d: pd.Timestamp) -> dict[str, Any]:
-        path = self.decision_path(d)
-        try:
-            rec = orjson.loads(path.read_bytes())
-        except (OSError, orjson.JSONDecodeError) as exc:  # invalid UTF-8 is a JSONDecodeError too
-            raise StateCorrupt(f"cannot read {path}: {exc}") from None
-        if not isinstance(rec, dict):
-            raise StateCorrupt(f"{path} does not hold a decision record")
-        return rec
+        """The decision record of session `d`, whatever layout its file has, in the one shape
+        every reader knows (engine.records: system prompt and derived parts back in place)."""
+        if self._prompts is None:
+            self._prompts = Prompts(self.root / "decisions")
+        return read_record(self.decision_path(d), self._prompts)
 
     def _read_parquet(self, path: Path) -> pd.DataFrame | None:
         if not path.exists():
@@ -650,8 +657,10 @@ class StateStore:
     def _write_record(self, r: StepResult, twin: StateStore | None) -> None:
         path = self.decision_path(r.date)
         if twin is not None and _link_atomic(twin.decision_path(r.date), path):
+            # the twin's file is layout 2 already; the prompts it names are stored here too
+            write_prompts(path.parent.parent, pack(r.record)[1], durable=self.durable)
             return
-        atomic_write_bytes(path, dumps(r.record), durable=self.durable)
+        write_record(path, r.record, durable=self.durable)
 
     def _save(self, portfolio: Portfolio, results: Sequence[StepResult], twin: StateStore | None = None) -> None:
         old_equity = self._read_parquet(self.equity_path)

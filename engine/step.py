@@ -46,7 +46,7 @@ from engine.risk.cvar import portfolio_cvar
 from engine.risk.prospect import prospect_value
 from engine.risk.guardrails import Book, Limits, apply_churn, apply_guardrails, churn_view, remember_churn
 
-RECORD_SCHEMA_VERSION = 1
+RECORD_SCHEMA_VERSION = 1  # the shape readers get; engine.records writes it in layout 2
 
 log = logging.getLogger(__name__)
 
@@ -435,7 +435,9 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
             "drawdown": round(drawdown, 6),
             "cvar_95": None if not math.isfinite(cvar_now) else round(cvar_now, 6),
         },
-        "brief": brief.as_dict(),
+        # A policy given the rendered message (kept verbatim in usage.messages) saw every figure
+        # there: the structured brief beside it keeps what the readers of records use.
+        "brief": brief.as_dict(beside_message=bool((answer.usage or {}).get("messages"))),
         "answer": {
             "raw": answer.raw,
             "parsed": answer.decision.model_dump(mode="json"),

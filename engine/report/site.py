@@ -55,6 +55,7 @@ import engine
 from engine.config import Config
 from engine.errors import EngineError, StateCorrupt
 from engine.report import pages
+from engine.records import Prompts, read_record
 from engine.report.pages import Backtest, Links, SiteData
 from engine.state import StateStore, state_lock
 
@@ -252,14 +253,13 @@ def record_links(state: Path) -> Links:
 def _records(folder: Path) -> list[dict[str, Any]]:
     """Every decision record, oldest first; the date comes from the file's place."""
     out = []
+    prompts = Prompts(folder)
     for path in sorted(folder.glob("[0-9][0-9][0-9][0-9]/[0-9][0-9]-[0-9][0-9].json")):
         try:
             day = dt.date.fromisoformat(f"{path.parent.name}-{path.stem}")
-            rec = orjson.loads(path.read_bytes())
-        except (ValueError, OSError, orjson.JSONDecodeError) as exc:
+        except ValueError as exc:
             raise StateCorrupt(f"cannot read {path}: {exc}") from None
-        if not isinstance(rec, dict):
-            raise StateCorrupt(f"{path} does not hold a decision record")
+        rec = read_record(path, prompts)  # either layout, the system prompt back in place
         rec["date"] = day.isoformat()
         out.append(rec)
     return out
