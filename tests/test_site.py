@@ -141,7 +141,13 @@ def test_the_site_has_every_page(site):
                   "drawdown_multiplier", "prospect_value", "backtest_equity", "backtest_drawdown"):
         for variant in ("", "-dark"):
             assert (site / "charts" / f"{chart}{variant}.png").stat().st_size > 5_000, chart + variant
-    assert (site / "reports" / "2024-W52" / ".." / "2024-W52.png").exists()
+    # A weekly report's chart is inline SVG in the page's colours, named for screen readers.
+    report = (site / "reports" / "2024-W52" / "index.html").read_text(encoding="utf-8")
+    svg = re.search(r'<svg class="week-chart"[^>]*role="img" aria-label="(2024-W52: the strategy went from [^"]+)"',
+                    report)
+    assert svg and "buy-and-hold SPY" in svg.group(1)
+    assert report.count("<polyline") == 1 + len(load_config().benchmarks)  # the NAV and each benchmark
+    assert "2024-W52.png" not in report
 
 
 def test_every_internal_link_and_image_resolves(site):

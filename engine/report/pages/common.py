@@ -71,6 +71,12 @@ class Links:
 FRONT_MATTER_WIDE = "---\nhide:\n  - navigation\n---\n"
 
 
+def fragment(key: str) -> str:
+    """The placeholder of a block of HTML the engine rendered outside Markdown: the build's
+    hook (site/hooks/build.py) replaces it with the block, from the page's fragment file."""
+    return f'<div class="fragment" data-key="{key}"></div>'
+
+
 class Raw(str):
     """Markup the site wrote itself, never text from a record: inserted as it is."""
 

@@ -36,6 +36,7 @@ from engine.report.pages.common import (
     record_date,
     synthetic_banner,
 )
+from engine.report.pages.common import fragment as fragment_div
 
 STAGES = {
     "validation": "Checks of the answer",
@@ -206,7 +207,7 @@ def decisions_month(data: SiteData, month: str, records: list[dict[str, Any]],
 
 def fragment_placeholder(day: str) -> str:
     """Where a day's HTML goes on its month page (site/hooks/build.py fills it)."""
-    return f'<div class="day-fragment" data-day="{day}"></div>'
+    return fragment_div(day)
 
 
 def decision_entry(rec: dict[str, Any], system_seen: dict[str, str], data: SiteData) -> tuple[str, str]:
