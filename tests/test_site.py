@@ -488,7 +488,33 @@ def test_downloads_hold_the_equity_trades_and_decisions(site, hostile_state):
     decisions = json.loads((site / "data" / "decisions.json").read_text(encoding="utf-8"))
     assert decisions[-1]["date"] == "2024-12-31" and decisions[-2]["engine_hold"] is True
     page = text_of(site, "downloads/index.html")
-    assert "CSV" in page and "Changes of model and prompt" in page and f"{MODEL}" in page
+    assert "CSV" in page and "Changes of model, prompt and configuration" in page and f"{MODEL}" in page
+    # The LLM policy took over from the rules on 30 Dec: the log says so, with the date.
+    assert f"Mon 30 Dec 2024 {MODEL}" in page and f"who decides: rules policy → {MODEL}" in page
+
+
+def test_the_changes_log_says_when_the_configuration_changed_and_what(demo_state, tmp_path):
+    """A session run with another guardrail: the log names the day, the configuration's old and
+    new digests, the section that changed and the setting, old and new."""
+    import shutil
+
+    from engine.ops import config_digests
+
+    state = tmp_path / "state"
+    shutil.copytree(demo_state, state)
+    (tmp_path / "c.toml").write_text("[guardrails]\nmax_weight = 0.15\n", encoding="utf-8")
+    states.run("daily", "--init", "--state", str(state), "--source", "demo", "--date", "2024-12-30",
+               "--config", str(tmp_path / "c.toml"))
+    changed = load_config(tmp_path / "c.toml")
+    site = build_site(state, tmp_path / "site", config=changed)
+    page = text_of(site, "downloads/index.html")
+    old, new = config_digests(load_config())["config_sha256"], config_digests(changed)["config_sha256"]
+    row = page[page.index("Mon 30 Dec 2024"):]
+    assert row.startswith(f"Mon 30 Dec 2024 rules policy configuration {old[:12]}… → {new[:12]}… "
+                          "(sections: guardrails)"), row[:300]
+    assert row.split("(sections: guardrails)")[1].startswith("guardrails.max_weight: 20.0% → 15.0%"), row[:300]
+    assert page.count("guardrails.max_weight") == 1  # one change, logged once
+    assert f"start; configuration {old[:12]}…" in page  # the first session's configuration
 
 
 def test_scripts_are_allowed_by_hash_never_unsafe_inline(site):
