@@ -278,6 +278,24 @@ def test_decisions_are_grouped_by_month_newest_first(site):
     assert "% of the cash" in october and "About EUR" in october
 
 
+def test_the_brief_tables_are_named_by_the_stylesheet_and_slim(site):
+    """The brief's tables carry no per-cell labels: the stylesheet names their columns on a
+    phone, in the order the engine writes them; and the numbers are plain text."""
+    from engine.report.pages.decisions import BRIEF_ASSET_COLUMNS, HELD_COLUMNS
+
+    css = (Path(__file__).resolve().parents[1] / "site" / "overrides" / "assets" / "stylesheets"
+           / "almost-surely.css").read_text(encoding="utf-8")
+    for cls, columns in (("brief-held", HELD_COLUMNS), ("brief-assets", BRIEF_ASSET_COLUMNS)):
+        for i, name in enumerate(columns, 1):
+            assert f'table.{cls} td:nth-child({i})::before {{ content: "{name}"; }}' in css, (cls, name)
+        assert f"table.{cls} td:nth-child({len(columns) + 1})" not in css
+    raw = (site / "decisions" / "2024-10" / "index.html").read_text(encoding="utf-8")
+    assets = raw.split('<table class="cards assets brief-assets">')[1].split("</table>")[0]
+    heads = re.findall(r"<th[^>]*>([^<]*)</th>", assets)
+    assert [h.replace("&amp;", "&") for h in heads] == BRIEF_ASSET_COLUMNS
+    assert "data-label" not in assets and "&#46;" not in assets and re.search(r">\d+\.\d+</td>", assets)
+
+
 def test_the_backtest_page_gives_the_verdict(site, backtest_dir, plain_site):
     metrics = json.loads((backtest_dir / "metrics.json").read_text())
     page = text_of(site, "backtests/index.html")
