@@ -6,8 +6,9 @@ the matplotlib version included), so a cached file is only ever reused for the s
 picture, byte for byte. Charts of closed weeks never change: a build that keeps its cache
 folder (the pages workflow restores it) draws only the charts whose inputs are new.
 
-The cache is an optimisation only: without a folder nothing is cached, a damaged or
-missing entry is drawn again, and the build never depends on what the cache holds.
+The cache is an optimisation only: without a folder nothing is cached, a missing entry is
+drawn again, and entries are written aside and renamed (never half a file). Set
+``SITE_CACHE`` (or pass ``cache=`` to :func:`engine.report.site.build_site`) to use one.
 """
 
 from __future__ import annotations
