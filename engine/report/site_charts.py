@@ -390,7 +390,7 @@ def week_svg(lines: Mapping[str, tuple[str, pd.Series]], *, title: str, alt: str
     from html import escape
 
     w, h = 540, 300
-    left, right, top, bottom = 64, 530, 62, 262
+    left, right, top, bottom = 64, 506, 62, 262  # room for the last session's label
     items = [(key, label, s.to_numpy(dtype=float)) for key, (label, s) in lines.items()]
     sessions = [str(x) for x in next(iter(lines.values()))[1].index] if lines else []
     values = np.concatenate([v for _, _, v in items]) if items else np.array([0.0])
