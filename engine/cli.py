@@ -65,10 +65,10 @@ def _now() -> pd.Timestamp:
     return now.tz_convert("UTC")
 
 
-def _build() -> dict[str, str | None]:
+def _build(cfg: Config) -> dict[str, object]:
     from engine.ops import build_info
 
-    return build_info()
+    return build_info(config=cfg)
 
 
 def _positive_int(s: str) -> int:
@@ -393,7 +393,7 @@ def _experiment(args: argparse.Namespace, cfg: Config, root: Path, label: str, s
     specs = select_arms(cfg, head, with_llm)
     factory = _llm_factory(args, blind, run_budget_usd, today) if with_llm else None
     _LOCKS.enter_context(state_lock(Path(root)))
-    return open_experiment(root, cfg, specs, head, label, synthetic, factory, durable=durable, build=_build())
+    return open_experiment(root, cfg, specs, head, label, synthetic, factory, durable=durable, build=_build(cfg))
 
 
 def _run_experiment(exp, sessions: Sequence[pd.Timestamp], market: MarketData, progress: bool) -> float:

@@ -15,12 +15,15 @@ Everything here only reads the state files; a state that is missing or unreadabl
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 import engine
 
+from engine.config import Config
 from engine.errors import ConfigError, StateCorrupt
 from engine.monitor import ALERTS_FILE, read_alerts
 from engine.portfolio.ledger import Portfolio
@@ -117,13 +120,32 @@ def has_session(state: Path) -> bool:
     return p is not None and p.as_of is not None
 
 
-def build_info(root: Path | None = None) -> dict[str, str | None]:
+def build_info(root: Path | None = None, config: Config | None = None) -> dict[str, Any]:
     """What produced a decision record: the engine's version and the SHA-256 of the lock file
-    beside the package (None when the engine runs without one, e.g. installed from a wheel)."""
+    beside the package (None when the engine runs without one, e.g. installed from a wheel);
+    with `config`, the digests of the effective configuration (:func:`config_digests`), so
+    the site's changes log can say when, and in which sections, the configuration changed."""
     root = Path(engine.__file__).resolve().parents[1] if root is None else Path(root)
     lock = root / LOCK_FILE
     try:
         digest = hashlib.sha256(lock.read_bytes()).hexdigest()
     except OSError:
         digest = None
-    return {"version": engine.__version__, "lock_sha256": digest}
+    out: dict[str, Any] = {"version": engine.__version__, "lock_sha256": digest}
+    if config is not None:
+        out.update(config_digests(config))
+    return out
+
+
+def config_digests(config: Config) -> dict[str, Any]:
+    """``config_sha256``: the SHA-256 of the effective configuration (defaults and the user's
+    file merged and validated, as canonical JSON), and ``config_sections``: the first 12 hex
+    digits of the digest of each top-level section (``"guardrails"``, ``"costs"``, ...), which
+    say which part changed when the whole digest does. About 300 bytes per record."""
+    dumped = config.model_dump(mode="json")
+
+    def sha(value: Any) -> str:
+        return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":"),
+                                         ensure_ascii=False).encode("utf-8")).hexdigest()
+
+    return {"config_sha256": sha(dumped), "config_sections": {k: sha(v)[:12] for k, v in sorted(dumped.items())}}

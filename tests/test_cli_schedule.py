@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from engine.cli import main
+from engine.config import load_config
 from engine.ops import LOCK_FILE, build_info
 from engine.report.weekly import report_path
 from engine.state import StateStore
@@ -95,9 +96,15 @@ def test_each_decision_record_names_the_engine_and_the_lock(capsys, tmp_path, no
     now("2024-11-26T22:30:00+00:00")
     assert daily(capsys, tmp_path / "state", "--init")[0] == 0
     record = json.loads((tmp_path / "state" / "decisions" / "2024" / "11-26.json").read_text())
-    info = build_info()
+    info = build_info(config=load_config())
     assert record["engine"] == info
-    assert info["version"] and len(info["lock_sha256"]) == 64
+    assert info["version"] and len(info["lock_sha256"]) == 64 and len(info["config_sha256"]) == 64
+    # A changed setting changes the configuration's digest and its section's, and only that one.
+    (tmp_path / "c.toml").write_text("[guardrails]\nmax_weight = 0.15\n")
+    other = build_info(config=load_config(tmp_path / "c.toml"))
+    assert other["config_sha256"] != info["config_sha256"]
+    assert [k for k in info["config_sections"] if info["config_sections"][k] != other["config_sections"][k]] \
+        == ["guardrails"]
     assert build_info(tmp_path)["lock_sha256"] is None  # no lock file beside it
     (tmp_path / LOCK_FILE).write_text("pandas==2.2.3\n")
     assert build_info(tmp_path)["lock_sha256"] != info["lock_sha256"]

@@ -13,7 +13,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.report.escape import safe_markdown, untrusted, untrusted_pre
+from engine.report.escape import safe_markdown, untrusted, untrusted_html, untrusted_pre
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,6 +109,28 @@ def test_any_text_is_shown_exactly_and_makes_no_markup(text):
     page = parse(render("x " + out))  # after a word: the paragraph is ours
     assert [t for t, _ in page.tags] == ["p"]
     assert "".join(page.text).strip() == ("x " + expected(text)).strip()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=60)
+       | st.lists(st.sampled_from(["<", ">", "&", ";", "#", "x", '"', "'", "=", "script", "img", "onerror", "/",
+                                   "\n", " ", "-->", "<!--", "]]>", "a"]), max_size=30).map("".join)
+       | st.sampled_from(HOSTILE))
+def test_html_only_escaping_shows_any_text_exactly_and_makes_no_markup(text):
+    """HTML that never goes through Markdown (a month page's days): the text, in an element and
+    in a double-quoted attribute, is the text and nothing else."""
+    out = untrusted_html(text)
+    assert not re.search(r"[<>\"']", out) and "\r" not in out
+    assert html.unescape(out) == expected(text)
+    page = parse(f'<td class="num" title="{out}">x {out}</td>{untrusted_pre(text, html_only=True)}')
+    assert [t for t, _ in page.tags] == ["td", "pre", "code"]
+    assert page.tags[0][1] == [("class", "num"), ("title", expected(text))]
+    assert "".join(page.text) == "x " + expected(text) + expected(text)
+
+
+def test_html_only_escaping_keeps_numbers_and_punctuation_as_they_are():
+    assert untrusted_html("1,234.56 -0.25% [x](y) **b**") == "1,234.56 -0.25% [x](y) **b**"
+    assert untrusted_html(None) == "" and untrusted_html("a\r\nb\x00") == "a\nb"
 
 
 def test_none_and_non_strings():

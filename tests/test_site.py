@@ -141,7 +141,13 @@ def test_the_site_has_every_page(site):
                   "drawdown_multiplier", "prospect_value", "backtest_equity", "backtest_drawdown"):
         for variant in ("", "-dark"):
             assert (site / "charts" / f"{chart}{variant}.png").stat().st_size > 5_000, chart + variant
-    assert (site / "reports" / "2024-W52" / ".." / "2024-W52.png").exists()
+    # A weekly report's chart is inline SVG in the page's colours, named for screen readers.
+    report = (site / "reports" / "2024-W52" / "index.html").read_text(encoding="utf-8")
+    svg = re.search(r'<svg class="week-chart"[^>]*role="img" aria-label="(2024-W52: the strategy went from [^"]+)"',
+                    report)
+    assert svg and "buy-and-hold SPY" in svg.group(1)
+    assert report.count("<polyline") == 1 + len(load_config().benchmarks)  # the NAV and each benchmark
+    assert "2024-W52.png" not in report
 
 
 def test_every_internal_link_and_image_resolves(site):
@@ -270,6 +276,24 @@ def test_decisions_are_grouped_by_month_newest_first(site):
         full += steps[:1] == [1] and 5 in steps
     assert full >= 1  # a day with fills of earlier orders and new orders
     assert "% of the cash" in october and "About EUR" in october
+
+
+def test_the_brief_tables_are_named_by_the_stylesheet_and_slim(site):
+    """The brief's tables carry no per-cell labels: the stylesheet names their columns on a
+    phone, in the order the engine writes them; and the numbers are plain text."""
+    from engine.report.pages.decisions import BRIEF_ASSET_COLUMNS, HELD_COLUMNS
+
+    css = (Path(__file__).resolve().parents[1] / "site" / "overrides" / "assets" / "stylesheets"
+           / "almost-surely.css").read_text(encoding="utf-8")
+    for cls, columns in (("brief-held", HELD_COLUMNS), ("brief-assets", BRIEF_ASSET_COLUMNS)):
+        for i, name in enumerate(columns, 1):
+            assert f'table.{cls} td:nth-child({i})::before {{ content: "{name}"; }}' in css, (cls, name)
+        assert f"table.{cls} td:nth-child({len(columns) + 1})" not in css
+    raw = (site / "decisions" / "2024-10" / "index.html").read_text(encoding="utf-8")
+    assets = raw.split('<table class="cards assets brief-assets">')[1].split("</table>")[0]
+    heads = re.findall(r"<th[^>]*>([^<]*)</th>", assets)
+    assert [h.replace("&amp;", "&") for h in heads] == BRIEF_ASSET_COLUMNS
+    assert "data-label" not in assets and "&#46;" not in assets and re.search(r">\d+\.\d+</td>", assets)
 
 
 def test_the_backtest_page_gives_the_verdict(site, backtest_dir, plain_site):
@@ -482,7 +506,33 @@ def test_downloads_hold_the_equity_trades_and_decisions(site, hostile_state):
     decisions = json.loads((site / "data" / "decisions.json").read_text(encoding="utf-8"))
     assert decisions[-1]["date"] == "2024-12-31" and decisions[-2]["engine_hold"] is True
     page = text_of(site, "downloads/index.html")
-    assert "CSV" in page and "Changes of model and prompt" in page and f"{MODEL}" in page
+    assert "CSV" in page and "Changes of model, prompt and configuration" in page and f"{MODEL}" in page
+    # The LLM policy took over from the rules on 30 Dec: the log says so, with the date.
+    assert f"Mon 30 Dec 2024 {MODEL}" in page and f"who decides: rules policy → {MODEL}" in page
+
+
+def test_the_changes_log_says_when_the_configuration_changed_and_what(demo_state, tmp_path):
+    """A session run with another guardrail: the log names the day, the configuration's old and
+    new digests, the section that changed and the setting, old and new."""
+    import shutil
+
+    from engine.ops import config_digests
+
+    state = tmp_path / "state"
+    shutil.copytree(demo_state, state)
+    (tmp_path / "c.toml").write_text("[guardrails]\nmax_weight = 0.15\n", encoding="utf-8")
+    states.run("daily", "--init", "--state", str(state), "--source", "demo", "--date", "2024-12-30",
+               "--config", str(tmp_path / "c.toml"))
+    changed = load_config(tmp_path / "c.toml")
+    site = build_site(state, tmp_path / "site", config=changed)
+    page = text_of(site, "downloads/index.html")
+    old, new = config_digests(load_config())["config_sha256"], config_digests(changed)["config_sha256"]
+    row = page[page.index("Mon 30 Dec 2024"):]
+    assert row.startswith(f"Mon 30 Dec 2024 rules policy configuration {old[:12]}… → {new[:12]}… "
+                          "(sections: guardrails)"), row[:300]
+    assert row.split("(sections: guardrails)")[1].startswith("guardrails.max_weight: 20.0% → 15.0%"), row[:300]
+    assert page.count("guardrails.max_weight") == 1  # one change, logged once
+    assert f"start; configuration {old[:12]}…" in page  # the first session's configuration
 
 
 def test_scripts_are_allowed_by_hash_never_unsafe_inline(site):

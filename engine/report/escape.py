@@ -61,9 +61,37 @@ def untrusted(text: object) -> str:
     return s.translate(_TABLE)
 
 
-def untrusted_pre(text: object, *, css_class: str = "untrusted") -> str:
-    """`text` in a ``<pre>`` block (one line of source), line breaks kept on screen."""
-    return f'<pre class="{css_class}"><code>{untrusted(text)}</code></pre>'
+_HTML_TABLE: dict[int, str | None] = {o: None for o in _CONTROL}
+_HTML_TABLE.update({ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;", ord('"'): "&quot;", ord("'"): "&#39;",
+                    ord("\n"): "\n", ord("\t"): "\t"})
+
+
+def untrusted_html(text: object) -> str:
+    """`text` as inert HTML, for HTML the site writes that never goes through Markdown (the
+    days of a month page: site/hooks/build.py puts them in after the Markdown pass): only
+    ``& < > " '`` are escaped, so the text is the same few bytes it was (a brief is mostly
+    numbers, which :func:`untrusted` would turn into five-byte references). Safe in element
+    content and in a double-quoted attribute value (never an ``href`` or ``src``). Control
+    characters are dropped and line endings normalised, as by :func:`untrusted`; line breaks
+    stay line breaks (shown as such in ``<pre>`` and in the model's text).
+
+    >>> untrusted_html('<b>hi</b> [x](javascript:alert(1)) 1.5')
+    '&lt;b&gt;hi&lt;/b&gt; [x](javascript:alert(1)) 1.5'
+    """
+    if text is None:
+        return ""
+    s = text if isinstance(text, str) else str(text)
+    if not s.isascii():
+        s = s.encode("utf-8", "replace").decode("utf-8")
+    if "\r" in s:
+        s = s.replace("\r\n", "\n").replace("\r", "\n")
+    return s.translate(_HTML_TABLE)
+
+
+def untrusted_pre(text: object, *, css_class: str = "untrusted", html_only: bool = False) -> str:
+    """`text` in a ``<pre>`` block (one line of source), line breaks kept on screen; with
+    `html_only`, escaped by :func:`untrusted_html` (for HTML that skips Markdown)."""
+    return f'<pre class="{css_class}"><code>{(untrusted_html if html_only else untrusted)(text)}</code></pre>'
 
 
 _LINK_TAIL = re.compile(r"\](\s*)([(\[:])")

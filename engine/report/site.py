@@ -56,6 +56,7 @@ from engine.config import Config
 from engine.errors import EngineError, StateCorrupt
 from engine.report import pages
 from engine.records import Prompts, read_record
+from engine.report.chart_cache import ChartCache
 from engine.report.pages import Backtest, Links, SiteData
 from engine.state import StateStore, state_lock
 
@@ -86,9 +87,15 @@ def project_root() -> Path:
     return root
 
 
-def build_site(state: Path, out: Path, *, config: Config, backtest: Path | None = None) -> Path:
-    """Generate the pages and charts of `state`, build the site into `out` (strict), return `out`."""
+def build_site(state: Path, out: Path, *, config: Config, backtest: Path | None = None,
+               cache: Path | None = None) -> Path:
+    """Generate the pages and charts of `state`, build the site into `out` (strict), return `out`.
+
+    `cache` (default: ``$SITE_CACHE``, else none) keeps drawn charts between builds, keyed by
+    their inputs (:mod:`engine.report.chart_cache`): the charts of closed weeks are drawn once."""
     state, out = Path(state), Path(out)
+    if cache is None and os.environ.get("SITE_CACHE", "").strip():
+        cache = Path(os.environ["SITE_CACHE"].strip())
     root = project_root()
     building, old = _siblings(out)
     _recover(out, building, old)
@@ -97,7 +104,7 @@ def build_site(state: Path, out: Path, *, config: Config, backtest: Path | None 
         data = load_site_data(state, config, backtest)
         work = Path(tmp)
         docs = work / "docs"
-        nav = write_docs(data, docs, root / "docs", state)
+        nav = write_docs(data, docs, root / "docs", state, cache=cache)
         cfg_path = write_mkdocs_config(work, root, docs, building, nav, synthetic=data.synthetic)
         _run_mkdocs(cfg_path, _epoch(data.as_of))
     _swap_in(building, out, old)
@@ -325,12 +332,12 @@ def _backtest(folder: Path) -> Backtest:
 # --- writing the docs -------------------------------------------------------------------
 
 
-def write_docs(data: SiteData, docs: Path, handwritten: Path, state: Path) -> list[Any]:
+def write_docs(data: SiteData, docs: Path, handwritten: Path, state: Path, *, cache: Path | None = None) -> list[Any]:
     """The hand-written pages (placeholders filled) and the generated ones; returns the nav."""
     docs.mkdir(parents=True, exist_ok=True)
     extra = _copy_handwritten(handwritten, docs, data.config)
     charts_dir = docs / "charts"
-    drawn = pages.draw_charts(data, charts_dir)
+    drawn = pages.draw_charts(data, charts_dir, ChartCache(cache))
     if data.backtest is not None and data.backtest.lines is None:
         for p in data.backtest.charts:
             shutil.copyfile(p, charts_dir / f"backtest_{p.name}")
@@ -352,16 +359,18 @@ def write_docs(data: SiteData, docs: Path, handwritten: Path, state: Path) -> li
         older = months[i + 1] if i + 1 < len(months) else None
         text, fragments = pages.decisions_month(data, month, data.months[month], newer, older)
         write(pages.month_page(month), text)
-        (docs.parent / "fragments").mkdir(exist_ok=True)
-        (docs.parent / "fragments" / f"{month}.json").write_bytes(orjson.dumps(fragments))
+        write_fragments(docs, pages.month_page(month), fragments)
     write("downloads.md", pages.data_page(data))
     pages.write_downloads(data, docs / "data")
     if not data.links.remote:  # the raw records are linked in the repository when it is known
         shutil.copytree(state / "decisions", docs / "data" / "decisions", dirs_exist_ok=True)
     write("reports/index.md", pages.reports_index(data))
+    weeks = [name for name, text in data.reports if WEEK.fullmatch(name) and f"]({name}.png)" in text]
+    charts = pages.week_charts(data, weeks)
     for name, text in data.reports:
-        images = _report_chart(state, name, docs / "reports", data.config) if f"]({name}.png)" in text else None
-        write(f"reports/{name}.md", pages.report_page(name, text, frozenset([images] if images else [])))
+        write(f"reports/{name}.md", pages.report_page(name, text, chart=name in charts))
+        if name in charts:
+            write_fragments(docs, f"reports/{name}.md", {"chart": charts[name]})
 
     # Month pages and weekly reports are reached from their index pages, not from the global
     # navigation (which every page repeats): see not_in_nav in write_mkdocs_config.
@@ -381,19 +390,12 @@ def write_docs(data: SiteData, docs: Path, handwritten: Path, state: Path) -> li
     return nav
 
 
-def _report_chart(state: Path, name: str, folder: Path, config: Config) -> str | None:
-    """Draw the chart a weekly report links beside itself; None (the link is disarmed) if it cannot be."""
-    if not WEEK.fullmatch(name):
-        return None
-    from engine.report.weekly import weekly_chart
-
-    try:
-        weekly_chart(state, name, folder / f"{name}.png", config)
-    except Exception as exc:  # a missing chart must not stop the publication of everything else
-        log.warning("site: no chart for the report %s (%s: %s): its link is shown as text",
-                    name, type(exc).__name__, exc)
-        return None
-    return f"{name}.png"
+def write_fragments(docs: Path, page: str, fragments: dict[str, str]) -> None:
+    """The HTML blocks of `page` ("decisions/2024-12.md") that the build's hook puts in place
+    of their placeholders, beside the docs folder (MkDocs never reads them as pages)."""
+    path = docs.parent / "fragments" / (page.removesuffix(".md") + ".json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(fragments))
 
 
 def _copy_handwritten(src: Path, docs: Path, config: Config) -> list[str]:

@@ -20,6 +20,7 @@ in one process and gives the same bytes for the same data.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import ParamSpec
@@ -365,3 +366,71 @@ def prospect_curve(alpha: float, beta: float, loss_aversion: float, path: Path) 
     ax.set_xlabel("Return x, %")
     ax.legend(loc="upper left", fontsize=matplotlib.rcParams["font.size"] * 0.85)
     return _save(fig, path, f"A loss weighs {loss_aversion:g}x an equal gain", synthetic=False)
+
+
+
+def lifted(hex_colour: str, k: float = 0.25) -> str:
+    """`hex_colour` a quarter of the way to white: the dark theme's version of a line colour
+    (as :func:`dark_variant` lifts the colours of a PNG)."""
+    rgb = [int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(c + (255 - c) * k):02X}" for c in rgb)
+
+
+SVG_DASH = {"-": "", "--": "7 4", "-.": "7 3 2 3", ":": "2 3"}
+
+
+def week_svg(lines: Mapping[str, tuple[str, pd.Series]], *, title: str, alt: str, synthetic: bool) -> str:
+    """A weekly report's chart as inline SVG: NAV and the benchmarks over the week's sessions
+    (`lines` = {key: (label, series indexed by session labels)}), in the site's palette and
+    line styles. Its text and axes are drawn in ``currentColor`` and its lines have a light
+    and a dark colour, so it follows the theme; it is about 3 KB and takes well under a
+    millisecond, where a PNG takes 60 ms and 25 KB (a 10-year state has 500 weekly reports).
+    Every label is the site's own (the week, configured benchmark names); `alt` becomes
+    the chart's accessible name. Ticks come from matplotlib's locator, as on the PNG charts."""
+    from html import escape
+
+    w, h = 540, 300
+    left, right, top, bottom = 64, 506, 62, 262  # room for the last session's label
+    items = [(key, label, s.to_numpy(dtype=float)) for key, (label, s) in lines.items()]
+    sessions = [str(x) for x in next(iter(lines.values()))[1].index] if lines else []
+    values = np.concatenate([v for _, _, v in items]) if items else np.array([0.0])
+    values = values[np.isfinite(values)] if np.isfinite(values).any() else np.array([0.0])
+    lo, hi = float(values.min()), float(values.max())
+    if hi - lo < 1e-9:
+        lo, hi = lo - 1, hi + 1
+    ticks = [t for t in MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)]
+    lo, hi = min(lo, ticks[0]), max(hi, ticks[-1])
+    n = max(len(sessions), 1)
+
+    def x(i: int) -> float:
+        return left + (right - left) * (i / (n - 1) if n > 1 else 0.5)
+
+    def y(v: float) -> float:
+        return bottom - (bottom - top) * (v - lo) / (hi - lo)
+
+    style = "".join(f".wk-{i}{{stroke:{colour(key, i)}}}[data-md-color-scheme=slate] .wk-{i}{{stroke:{lifted(colour(key, i))}}}"
+                    for i, (key, _, _) in enumerate(items))
+    out = [f'<svg class="week-chart" viewBox="0 0 {w} {h}" role="img" aria-label="{escape(alt)}" '
+           f'xmlns="http://www.w3.org/2000/svg"><title>{escape(alt)}</title><style>{style}</style>',
+           f'<text class="title" x="4" y="18">{escape(title)}</text>']
+    for t in ticks:
+        if lo - 1e-9 <= t <= hi + 1e-9:
+            out.append(f'<line class="grid" x1="{left}" x2="{right}" y1="{y(t):.1f}" y2="{y(t):.1f}"/>'
+                       f'<text class="tick" x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end">{t:,.0f}</text>')
+    for i, label in enumerate(sessions):
+        out.append(f'<text class="tick" x="{x(i):.1f}" y="{bottom + 20}" text-anchor="middle">{escape(label[:6])}</text>')
+    lx = 4
+    for i, (key, label, v) in enumerate(items):
+        dash = SVG_DASH.get(str(dashes(key, i)), "")
+        dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
+        width = 3 if key == "strategy" else 2
+        pts = " ".join(f"{x(j):.1f},{y(val):.1f}" for j, val in enumerate(v) if math.isfinite(val))
+        out.append(f'<polyline class="wk-{i}" fill="none" stroke-width="{width}"{dash_attr} points="{pts}"/>')
+        out.append(f'<line class="wk-{i}" x1="{lx}" x2="{lx + 22}" y1="38" y2="38" stroke-width="{width}"{dash_attr}/>'
+                   f'<text class="legend" x="{lx + 27}" y="42">{escape(label)}</text>')
+        lx += 34 + 7.2 * len(label)
+    if synthetic:
+        out.append(f'<text class="synthetic" x="{(left + right) / 2}" y="{(top + bottom) / 2 + 12}" '
+                   f'text-anchor="middle" transform="rotate(-12 {(left + right) / 2} {(top + bottom) / 2})">SYNTHETIC</text>')
+    out.append("</svg>")
+    return "".join(out)

@@ -469,6 +469,29 @@ def refresh_previous_week(state: Path, config: Config) -> Path | None:
     return path
 
 
+def week_lines(equity: pd.DataFrame, week: str) -> dict[str, pd.Series]:
+    """The lines of a week's chart, in EUR: the NAV (``"strategy"``) and each benchmark
+    column (by its key, ``benchmark_<key>_eur``), from the baseline close (the last session
+    before the week) to the week's last session; indexed by labels, not dates ("Mon 02
+    Mar"), one evenly spaced point per session, no weekend gap. `equity` has a ``date``
+    column of Timestamps, sorted, and no row after the state's as_of. ConfigError if the
+    week holds no session."""
+    monday, sunday = parse_week(week)
+    day = equity["date"].dt.date
+    in_week = equity.loc[(day >= monday) & (day <= sunday)]
+    if in_week.empty:
+        raise ConfigError(f"{iso_week(monday)} has no session in the state")
+    before = equity.loc[day < monday]
+    frame = pd.concat([before.tail(1), in_week]) if len(before) else in_week
+    frame = frame.set_index(frame["date"].dt.strftime("%a %d %b"))
+    lines = {"strategy": frame["nav_eur"].astype(float)}
+    for col in frame.columns:
+        m = _BENCHMARK_COLUMN.fullmatch(col)
+        if m is not None:
+            lines[m[1]] = frame[col].astype(float)
+    return lines
+
+
 def weekly_chart(state: Path, week: str, path: Path, config: Config | None = None) -> Path:
     """The week's NAV against the buy-and-hold benchmarks, in EUR, from the baseline close,
     as a PNG at `path` (the report links it as ``YYYY-Www.png`` beside itself). `config`
@@ -477,14 +500,8 @@ def weekly_chart(state: Path, week: str, path: Path, config: Config | None = Non
     from engine.report.charts import equity_chart
 
     w = _load(state, week)
-    frame = pd.concat([w.before.tail(1), w.in_week]) if len(w.before) else w.in_week
-    # Labels, not dates: one evenly spaced point per session, no weekend gap, no hours.
-    frame = frame.set_index(frame["date"].dt.strftime("%a %d %b"))
     names = {b.key: b.name for b in (config or load_config()).benchmarks}
-    series = {"strategy": frame["nav_eur"].astype(float)}
-    for col in frame.columns:
-        m = _BENCHMARK_COLUMN.fullmatch(col)
-        if m is not None:
-            series[names.get(m[1], m[1])] = frame[col].astype(float)
-    return equity_chart(series, Path(path), synthetic=w.portfolio.source.startswith("demo"),
+    lines = {names.get(k, k) if k != "strategy" else k: s for k, s in week_lines(w.equity, w.week).items()}
+    return equity_chart(lines, Path(path),
+                        synthetic=w.portfolio.source.startswith("demo"),
                         title=f"{w.week}: NAV in EUR against buy-and-hold")

@@ -5,9 +5,11 @@
   :data:`PLACEHOLDER` where the hashes go, and :func:`on_post_page` (and
   :func:`on_post_template`, for the 404 page) fills it from the scripts the page really
   holds. A script injected into a page by anything else would not match and not run.
-* The days of a month page are HTML the engine rendered (``engine/report/pages/decisions.py``),
-  kept out of the Markdown pass for speed: :func:`on_page_content` puts each one in place
-  of its placeholder, from ``extra.fragments``/``YYYY-MM.json``.
+* The heavy parts of some pages are HTML the engine rendered, kept out of the Markdown pass
+  for speed: the days of a month page (``engine/report/pages/decisions.py``) and the chart
+  of a weekly report (an inline SVG). :func:`on_page_content` puts each one in place of its
+  placeholder ``<div class="fragment" data-key="KEY"></div>``, from the page's fragment file
+  ``extra.fragments``/``<page path>.json`` (``decisions/2024-12.json``: {KEY: HTML}).
 * No source maps ship: :func:`on_post_build` deletes the theme's ``*.map`` files and the
   comments that point at them.
 """
@@ -47,17 +49,15 @@ def with_csp_hashes(html: str) -> str:
     return html.replace(PLACEHOLDER, " ".join(script_hashes(html)) or "'none'", 1)
 
 
-FRAGMENT = re.compile(r'<div class="day-fragment" data-day="(\d{4}-\d{2}-\d{2})"></div>')
-MONTH_PAGE = re.compile(r"decisions/(\d{4}-\d{2})\.md")
+FRAGMENT = re.compile(r'<div class="fragment" data-key="([A-Za-z0-9_-]+)"></div>')
 
 
 def on_page_content(html: str, page, config, files) -> str:  # noqa: ARG001 (the hook's signature)
-    m = MONTH_PAGE.fullmatch(page.file.src_uri)
     folder = (config.get("extra") or {}).get("fragments")
-    if not m or not folder:
+    if not folder or 'class="fragment"' not in html:
         return html
-    path = Path(folder) / f"{m.group(1)}.json"
-    if not path.exists():
+    path = Path(folder) / (page.file.src_uri.removesuffix(".md") + ".json")
+    if not path.is_file():
         return html
     fragments = json.loads(path.read_text(encoding="utf-8"))
     return FRAGMENT.sub(lambda f: fragments.get(f.group(1), f.group(0)), html)

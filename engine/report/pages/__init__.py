@@ -10,7 +10,7 @@ is the one place that says which arms a state holds.
 
 from engine.report.pages.arms import Arm, arms_of
 from engine.report.pages.backtests import backtests_page
-from engine.report.pages.charts import draw_charts
+from engine.report.pages.charts import draw_charts, week_charts
 from engine.report.pages.common import Backtest, Links, SiteData, md_table, month_page
 from engine.report.pages.data import data_page, write_downloads
 from engine.report.pages.decisions import decisions_index, decisions_month
@@ -21,4 +21,4 @@ from engine.report.pages.risk import risk_page
 
 __all__ = ["Arm", "Backtest", "Links", "SiteData", "alerts_page", "arms_of", "backtests_page", "data_page",
            "decisions_index", "decisions_month", "draw_charts", "home_page", "md_table", "month_page",
-           "portfolio_page", "reports_index", "report_page", "risk_page", "write_downloads"]
+           "portfolio_page", "reports_index", "report_page", "risk_page", "week_charts", "write_downloads"]

@@ -10,13 +10,17 @@ chart shows, not that it is a chart.
 from __future__ import annotations
 
 from collections.abc import Sequence
+import logging
 from pathlib import Path
 
 import pandas as pd
 
 from engine.report import site_charts as charts
+from engine.report.chart_cache import ChartCache, chart_key
 from engine.report.escape import untrusted
 from engine.report.pages.common import BACKTEST_SHORT, SiteData, current_weights, finite, lines_of, short
+
+log = logging.getLogger("engine.site")
 
 TOP_BUCKETS = 8  # assets drawn on their own in the allocation chart; the rest are "Other"
 PLACEHOLDER = "This chart appears once there are at least two sessions to draw."
@@ -82,15 +86,24 @@ def allocation_history(data: SiteData) -> pd.DataFrame:
     return out
 
 
-def draw_charts(data: SiteData, folder: Path) -> list[str]:
-    """Every chart the pages show, into `folder`, in every variant; returns the names drawn ("equity.png")."""
+def draw_charts(data: SiteData, folder: Path, cache: ChartCache | None = None) -> list[str]:
+    """Every chart the pages show, into `folder`, in every variant; returns the names drawn
+    ("equity.png"). A chart whose inputs are unchanged since a build that kept `cache` is
+    copied from it (a rebuild of the same state, the methodology's curves)."""
     syn = data.synthetic
     eq = data.equity
     cfg = data.config
+    cache = cache or ChartCache(None)
     done = []
 
     def draw(name: str, fn, *args, **kwargs) -> None:
-        charts.variants(fn, *args, path=folder / name, **kwargs)
+        light = folder / name
+        dark = charts.dark_path(light)
+        key = chart_key(charts.__file__, fn.__name__, [list(args), kwargs])
+        if not (cache.fetch(key, light) and cache.fetch(key + "-dark", dark)):
+            charts.variants(fn, *args, path=light, **kwargs)
+            cache.store(key, light)
+            cache.store(key + "-dark", dark)
         done.append(name)
 
     lines = {k: (short(label), s) for k, (label, s) in lines_of(data).items()}
@@ -147,4 +160,30 @@ def changes_of(data: SiteData) -> list[tuple[pd.Timestamp, str]]:
         if last is not None and now != last and rec.get("model"):
             out.append((pd.Timestamp(rec["date"]), " ".join(str(x) for x in now if x)))
         last = now
+    return out
+
+
+def week_charts(data: SiteData, weeks: Sequence[str]) -> dict[str, str]:
+    """The chart of each weekly report in `weeks` ("2024-W52"): inline SVG, from the equity
+    already loaded (sessions up to the state's as_of). A week that cannot be drawn is
+    logged and left out (its report then shows the link to its image as text)."""
+    from engine.report.weekly import week_lines
+
+    eq = data.equity[data.equity.index <= pd.Timestamp(data.as_of)].reset_index()
+    names = {b.key: short(b.name) for b in data.config.benchmarks}
+    out = {}
+    for week in weeks:
+        try:
+            lines = {k: ("Strategy" if k == "strategy" else names.get(k, k), s) for k, s in week_lines(eq, week).items()}
+        except Exception as exc:  # a missing chart must not stop the publication of everything else
+            log.warning("site: no chart for the report %s (%s: %s): its link is shown as text",
+                        week, type(exc).__name__, exc)
+            continue
+        nav = lines["strategy"][1]
+        alt = f"{week}: the strategy went from {nav.iloc[0]:,.0f} to {nav.iloc[-1]:,.0f} EUR"
+        if "spy" in lines:
+            spy = lines["spy"][1]
+            alt += f"; buy-and-hold SPY from {spy.iloc[0]:,.0f} to {spy.iloc[-1]:,.0f} EUR"
+        out[week] = charts.week_svg(lines, title=f"{week}: NAV in EUR against buy-and-hold", alt=alt + ".",
+                                    synthetic=data.synthetic)
     return out

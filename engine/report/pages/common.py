@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -69,6 +69,12 @@ class Links:
 
 
 FRONT_MATTER_WIDE = "---\nhide:\n  - navigation\n---\n"
+
+
+def fragment(key: str) -> str:
+    """The placeholder of a block of HTML the engine rendered outside Markdown: the build's
+    hook (site/hooks/build.py) replaces it with the block, from the page's fragment file."""
+    return f'<div class="fragment" data-key="{key}"></div>'
 
 
 class Raw(str):
@@ -176,18 +182,22 @@ def record_date(rec: dict[str, Any]) -> dt.date:
 
 
 def html_table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, numeric: Sequence[int] = (),
-               css: str = "") -> str:
-    """An HTML table on one line per row; every cell is escaped unless it is :class:`Raw`.
+               css: str = "", labels: bool = True, escape: Callable[[object], str] = untrusted) -> str:
+    """An HTML table on one line per row; every cell is escaped (by `escape`: pass
+    :func:`~engine.report.escape.untrusted_html` for HTML that skips Markdown) unless it is
+    :class:`Raw`.
 
     Each cell carries its column's name (``data-label``), so that on a phone the
     stylesheet can show every row as a card of "name: value" lines (class ``cards``,
-    always set) instead of a table wider than the screen."""
-    labels = [untrusted(h) for h in headers]
+    always set) instead of a table wider than the screen. A table whose columns never
+    change (the brief's) passes ``labels=False``: the stylesheet names its columns once
+    (``table.brief-*`` in almost-surely.css) instead of every cell of every day."""
+    names = [escape(h) for h in headers]
 
     def cell(tag: str, i: int, v: object) -> str:
         align = ' class="num"' if i in numeric else ""
-        label = f' data-label="{labels[i]}"' if tag == "td" and i < len(labels) and labels[i] else ""
-        text = v if isinstance(v, Raw) else untrusted(v)
+        label = f' data-label="{names[i]}"' if labels and tag == "td" and i < len(names) and names[i] else ""
+        text = v if isinstance(v, Raw) else escape(v)
         return f"<{tag}{align}{label}>{text}</{tag}>"
 
     head = "".join(cell("th", i, h) for i, h in enumerate(headers))
@@ -207,9 +217,9 @@ def md_table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, numeri
     return "\n".join(lines)
 
 
-def llm_text(text: object) -> Raw:
+def llm_text(text: object, escape: Callable[[object], str] = untrusted) -> Raw:
     """What the model wrote, escaped, marked as its words."""
-    return Raw(f'<span class="llm">{untrusted(text)}</span>')
+    return Raw(f'<span class="llm">{escape(text)}</span>')
 
 
 def kpi(label: str, value: str, sub: str = "", tone: str = "") -> str:

@@ -3,7 +3,7 @@
 :func:`write_downloads` writes ``data/equity.csv|json``, ``data/trades.csv|json`` and
 ``data/decisions.csv|json`` (one row per session: who decided, what, what was cut, the
 orders) beside the pages; :func:`data_page` lists them, says where each day's raw record
-is, and logs the changes of model and prompt.
+is, and logs the changes of model, prompt and configuration.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any
 import pandas as pd
 
 from engine.report.escape import untrusted
-from engine.report.pages.charts import changes_of
 from engine.report.pages.common import Raw, SiteData, day_label, md_table
 from engine.report.pages.decisions import is_engine_hold
 
@@ -71,14 +70,94 @@ def data_page(data: SiteData) -> str:
         out.append("Each session's raw decision record (every message sent, the raw answer, the cuts) is copied "
                    "beside the site under `data/decisions/YYYY/MM-DD.json`; every day on the decision pages links "
                    "to it.")
-    out += ["", "## Changes of model and prompt", ""]
-    changes = changes_of(data)
-    first = next((r for r in data.records), None)
-    rows: list[list[Any]] = []
-    if first is not None:
-        start = " ".join(str(x) for x in (first.get("model") or f"{first.get('policy')} policy",
-                                          (first.get("usage") or {}).get("prompt_version")) if x)
-        rows.append([day_label(pd.Timestamp(first["date"]).date()), Raw("start: " + untrusted(start))])
-    rows += [[day_label(t.date()), Raw(untrusted(what))] for t, what in changes]
-    out.append(md_table(["From the session of", "Who decides"], rows) if rows else "No session yet.")
+    out += ["", "## Changes of model, prompt and configuration", ""]
+    rows: list[list[Any]] = [[day_label(pd.Timestamp(day).date()), Raw(untrusted(who)), Raw(changes_html(what))]
+                             for day, who, what in changes_log(data.records)]
+    out.append(md_table(["From the session of", "Who decides", "What changed"], rows) if rows else "No session yet.")
+    out += ["", "The configuration's digest is the SHA-256 of the effective configuration (the defaults and the "
+            "repository's TOML file, merged and validated) that the run recorded with each decision; the sections "
+            "named are those whose own digest changed. The dependency lock is the SHA-256 of `requirements.txt`."]
     return "\n".join(out) + "\n"
+
+
+def changes_html(what: list[str]) -> str:
+    return "<br>".join(untrusted(w) for w in what)
+
+
+# What a decision record says about the configuration that made it, and how to show it:
+# (label, how to read it from the record, how to format it). The guardrail limits and churn
+# rules are config values the brief quotes; the digests are the run's build stamp.
+def _limit(key: str):
+    return lambda rec: ((rec.get("brief") or {}).get("limits") or {}).get(key)
+
+
+def _churn(key: str):
+    return lambda rec: ((rec.get("brief") or {}).get("churn") or {}).get(key)
+
+
+def _stamp(key: str):
+    return lambda rec: (rec.get("engine") or {}).get(key)
+
+
+def _pct(x: object) -> str:
+    return f"{x:.1%}" if isinstance(x, (int, float)) else str(x)
+
+
+def _short(x: object) -> str:
+    return str(x)[:12] + "…" if isinstance(x, str) and len(x) > 12 else str(x)
+
+
+SETTINGS = (
+    ("data source", lambda rec: rec.get("source"), str),
+    ("engine version", _stamp("version"), str),
+    ("dependency lock", _stamp("lock_sha256"), _short),
+    ("guardrails.max_weight", _limit("max_weight"), _pct),
+    ("guardrails.min_cash", _limit("min_cash"), _pct),
+    ("churn.reentry_cooldown_sessions", _churn("reentry_cooldown_sessions"), str),
+    ("churn.max_buys_per_week", _churn("max_buys_per_week"), str),
+)
+
+
+def who_decides(rec: dict[str, Any]) -> str:
+    who = rec.get("model") or f"{rec.get('policy')} policy"
+    prompt = (rec.get("usage") or {}).get("prompt_version")
+    return f"{who}, prompt {prompt}" if prompt else str(who)
+
+
+def changes_log(records: list[dict[str, Any]]) -> list[tuple[str, str, list[str]]]:
+    """(date, who decides, what changed) for the first session and each session whose model,
+    prompt or configuration differs from the session before: the configuration's digest
+    and the sections whose digest changed (when the run recorded them), and the settings a
+    record quotes (:data:`SETTINGS`). A value a record starts to carry is "recorded from
+    this session", not a change. Oldest first."""
+    out: list[tuple[str, str, list[str]]] = []
+    prev: dict[str, Any] | None = None
+    for rec in records:
+        who = who_decides(rec)
+        stamp = rec.get("engine") or {}
+        if prev is None:
+            what = ["start" + (f"; configuration {_short(stamp['config_sha256'])}" if stamp.get("config_sha256") else "")]
+            out.append((rec["date"], who, what))
+            prev = rec
+            continue
+        what = []
+        if who != who_decides(prev):
+            what.append(f"who decides: {who_decides(prev)} → {who}")
+        before, now = (prev.get("engine") or {}).get("config_sha256"), stamp.get("config_sha256")
+        if now and not before:
+            what.append(f"configuration digest recorded from this session: {_short(now)}")
+        elif now and now != before:
+            old_s = (prev.get("engine") or {}).get("config_sections") or {}
+            new_s = stamp.get("config_sections") or {}
+            sections = sorted(k for k in {*old_s, *new_s} if old_s.get(k) != new_s.get(k))
+            what.append(f"configuration {_short(before)} → {_short(now)}"
+                        + (f" (sections: {', '.join(sections)})" if sections else ""))
+        for label, read, fmt in SETTINGS:
+            a, b = read(prev), read(rec)
+            if b is None or a == b:
+                continue
+            what.append(f"{label}: recorded from this session: {fmt(b)}" if a is None else f"{label}: {fmt(a)} → {fmt(b)}")
+        if what:
+            out.append((rec["date"], who, what))
+        prev = rec
+    return out

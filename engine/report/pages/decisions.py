@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from engine.report.escape import untrusted, untrusted_pre
+from engine.report.escape import untrusted, untrusted_html, untrusted_pre
 from engine.report.pages.common import (
     ASSET_COLUMNS,
     FRONT_MATTER_WIDE,
@@ -36,6 +36,7 @@ from engine.report.pages.common import (
     record_date,
     synthetic_banner,
 )
+from engine.report.pages.common import fragment as fragment_div
 
 STAGES = {
     "validation": "Checks of the answer",
@@ -45,6 +46,8 @@ STAGES = {
     "guardrail:min_cash": "Guardrail: cash reserve",
     "guardrail:cvar": "Guardrail: CVaR budget (tightens with the drawdown)",
 }
+HELD_COLUMNS = ["Held", "Qty", "Avg cost EUR", "Price EUR", "Weight", "P&L", "Prospect value"]
+BRIEF_ASSET_COLUMNS = ["Asset", *ASSET_COLUMNS.values()]
 COSTS = ("slippage_eur", "commission_eur", "tax_eur", "fx_fee_eur")
 DEPTH = 2  # a month page is built at decisions/YYYY-MM/index.html
 
@@ -115,14 +118,14 @@ def size_words(action: object, percent: object) -> Raw:
 
 
 def order_rows(rec: dict[str, Any], orders: list[dict[str, Any]],
-               instruments: dict[str, Any] | None = None) -> list[list[object]]:
+               instruments: dict[str, Any] | None = None, esc=untrusted) -> list[list[object]]:
     price = prices_eur(rec, instruments or {})
     rows = []
     for o in orders:
         t = str(o.get("ticker"))
         amount = o["qty"] * price[t] if finite(o.get("qty")) and t in price else None
-        rows.append([Raw(f"{untrusted(o.get('side'))} <strong>{untrusted(t)}</strong>"), num(o.get("qty"), ",.6g"),
-                     num(amount, ",.0f") if amount is not None else Raw("n/a"), llm_text(o.get("reason"))])
+        rows.append([Raw(f"{esc(o.get('side'))} <strong>{esc(t)}</strong>"), num(o.get("qty"), ",.6g"),
+                     num(amount, ",.0f") if amount is not None else Raw("n/a"), llm_text(o.get("reason"), esc)])
     return rows
 
 
@@ -206,7 +209,19 @@ def decisions_month(data: SiteData, month: str, records: list[dict[str, Any]],
 
 def fragment_placeholder(day: str) -> str:
     """Where a day's HTML goes on its month page (site/hooks/build.py fills it)."""
-    return f'<div class="day-fragment" data-day="{day}"></div>'
+    return fragment_div(day)
+
+
+# The day's entry is HTML that never goes through Markdown (see decisions_month): escaped for HTML only.
+esc = untrusted_html
+
+
+def pre(text: object) -> str:
+    return untrusted_pre(text, html_only=True)
+
+
+def table(headers, rows, **kwargs) -> str:
+    return html_table(headers, rows, escape=esc, **kwargs)
 
 
 def decision_entry(rec: dict[str, Any], system_seen: dict[str, str], data: SiteData) -> tuple[str, str]:
@@ -223,11 +238,11 @@ def decision_entry(rec: dict[str, Any], system_seen: dict[str, str], data: SiteD
     who = "the engine" if engine_hold else (rec.get("model") or f"the {rec.get('policy') or 'policy'} policy")
     url, what = data.links.record(day, DEPTH)
 
-    meta = [f'<span class="tag">{untrusted(rec.get("policy"))}</span>']
+    meta = [f'<span class="tag">{esc(rec.get("policy"))}</span>']
     if rec.get("model"):
-        meta.append(f'<span class="tag">{untrusted(rec.get("model"))}</span>')
+        meta.append(f'<span class="tag">{esc(rec.get("model"))}</span>')
     meta += [f"NAV <strong>{eur(val.get('nav_eur'))}</strong>", f"drawdown {pct(val.get('drawdown'), 1)}",
-             f'<a href="{untrusted(url)}">raw record ({what})</a>']
+             f'<a href="{esc(url)}">raw record ({what})</a>']
     steps = [fills_step(rec, data), saw_step(rec, usage, d, system_seen),
              decided_step(rec, parsed, answer, who, engine_hold), cuts_step(rec, cuts, data),
              orders_step(rec, orders, data)]
@@ -259,13 +274,13 @@ def fills_step(rec: dict[str, Any], data: SiteData) -> str:
         if decided in data.record_dates:
             origin = Raw(f'<a href="../{decided[:7]}/#{decided}">{decided}</a>')
         costs = sum(float(f.get(k) or 0.0) for k in COSTS)
-        rows.append([Raw(f"{untrusted(f.get('side'))} <strong>{untrusted(f.get('ticker'))}</strong>"),
-                     num(f.get("qty"), ",.6g"), Raw(f"{num(f.get('price_local'), ',.2f')} {untrusted(f.get('currency'))}"),
+        rows.append([Raw(f"{esc(f.get('side'))} <strong>{esc(f.get('ticker'))}</strong>"),
+                     num(f.get("qty"), ",.6g"), Raw(f"{num(f.get('price_local'), ',.2f')} {esc(f.get('currency'))}"),
                      num(f.get("gross_eur"), ",.2f"), num(costs, ",.2f"), num(f.get("cash_flow_eur"), "+,.2f"), origin])
-    inner = html_table(["Fill", "Shares", "Price", "EUR", "Costs EUR", "Cash flow EUR", "Decided on"], rows,
+    inner = table(["Fill", "Shares", "Price", "EUR", "Costs EUR", "Cash flow EUR", "Decided on"], rows,
                        numeric=(1, 2, 3, 4, 5)) if rows else ""
     if notes:
-        inner += html_table(["Order", "Outcome", "Asked", "Filled", "Why"], [
+        inner += table(["Order", "Outcome", "Asked", "Filled", "Why"], [
             [n.get("ticker"), n.get("outcome"), num(n.get("requested_qty"), ",.6g"),
              num(n.get("filled_qty"), ",.6g"), n.get("reason")] for n in notes], numeric=(2, 3))
     return _step("1. At the open: fills of earlier orders, dividends, splits", inner)
@@ -287,26 +302,26 @@ def decided_step(rec: dict[str, Any], parsed: dict[str, Any], answer: dict[str, 
     parts = []
     if engine_hold:
         parts.append('<div class="admonition warning"><p class="admonition-title">HOLD written by the engine: '
-                     f'the answer was not used</p><p>{untrusted(answer.get("fallback"))}</p></div>')
-    summary = untrusted(parsed.get("summary")) or "(none)"
-    parts.append(f'<p class="label">Summary, as written by {untrusted(who)}</p>'
+                     f'the answer was not used</p><p>{esc(answer.get("fallback"))}</p></div>')
+    summary = esc(parsed.get("summary")) or "(none)"
+    parts.append(f'<p class="label">Summary, as written by {esc(who)}</p>'
                  f'<blockquote class="llm"><p>{summary}</p></blockquote>')
     decisions = parsed.get("decisions") or []
     if decisions:
-        parts.append(html_table(["Decision", "Size", "Reason given"], [
-            [Raw(f"{untrusted(x.get('action'))} <strong>{untrusted(x.get('ticker'))}</strong>"),
-             size_words(x.get("action"), x.get("percent")), llm_text(x.get("reason"))]
+        parts.append(table(["Decision", "Size", "Reason given"], [
+            [Raw(f"{esc(x.get('action'))} <strong>{esc(x.get('ticker'))}</strong>"),
+             size_words(x.get("action"), x.get("percent")), llm_text(x.get("reason"), esc)]
             for x in decisions]))
     elif not engine_hold:
         parts.append('<p class="hold"><strong>HOLD</strong>: the policy decided no trade.</p>')
     notes = answer.get("notes") or []
     if notes:
-        items = "".join(f"<li>{untrusted(n)}</li>" for n in notes)
+        items = "".join(f"<li>{esc(n)}</li>" for n in notes)
         parts.append(f'<details class="note"><summary>Notes on the answer ({len(notes)})</summary>'
                      f"<ul>{items}</ul></details>")
     if answer.get("raw") is not None:
         parts.append('<details class="quote" data-search-exclude><summary>The raw answer, as received</summary>'
-                     f"{untrusted_pre(answer.get('raw'))}</details>")
+                     f"{pre(answer.get('raw'))}</details>")
     return _step("3. What it decided", "".join(parts))
 
 
@@ -324,28 +339,28 @@ def cuts_step(rec: dict[str, Any], cuts: list[dict[str, Any]], data: SiteData) -
             cut_eur = num(abs(before - after) * price[t], ",.0f")
         stage = str(c.get("stage") or "")
         rows.append([STAGES.get(stage, stage), t, c.get("before"), c.get("after"), cut_eur, c.get("reason")])
-    return _step("4. What the checks and guardrails cut", html_table(
+    return _step("4. What the checks and guardrails cut", table(
         ["Stage", "Asset", "Asked", "Kept", "Cut, EUR", "Why"], rows, numeric=(4,)))
 
 
 def orders_step(rec: dict[str, Any], orders: list[dict[str, Any]], data: SiteData) -> str:
     if not orders:
         return ""
-    return _step("5. Orders queued for the next open of each exchange", html_table(
-        ["Order", "Shares", "About EUR", "Reason given"], order_rows(rec, orders, data.config.instruments),
+    return _step("5. Orders queued for the next open of each exchange", table(
+        ["Order", "Shares", "About EUR", "Reason given"], order_rows(rec, orders, data.config.instruments, esc),
         numeric=(1, 2)))
 
 
 def usage_line(usage: dict[str, Any]) -> str:
     pt, ct = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-    parts = [f"Model {untrusted(usage.get('answer_model') or usage.get('model'))}"]
+    parts = [f"Model {esc(usage.get('answer_model') or usage.get('model'))}"]
     if usage.get("prompt_version"):
-        parts.append(f"prompt {untrusted(usage.get('prompt_version'))}")
+        parts.append(f"prompt {esc(usage.get('prompt_version'))}")
     parts.append(f"{int(usage.get('calls') or 0)} call(s), {int(usage.get('cache_hits') or 0)} from the cache")
     parts.append(f"{pt + ct:,} tokens ({pt:,} in, {ct:,} out)")
     parts.append(f"{num(usage.get('cost_usd'), ',.4f')} USD")
     if usage.get("response_format"):
-        parts.append(f"format {untrusted(usage.get('response_format'))}")
+        parts.append(f"format {esc(usage.get('response_format'))}")
     return " · ".join(parts)
 
 
@@ -365,8 +380,8 @@ def messages_html(messages: list[dict[str, Any]], d: dt.date, system_seen: dict[
             system_seen[sha] = day_label(d)
             parts.append(f'<p class="label">system (sha256 {sha[:12]}…)</p>')
         else:
-            parts.append(f'<p class="label">{untrusted(role)}</p>')
-        parts.append(untrusted_pre(content))
+            parts.append(f'<p class="label">{esc(role)}</p>')
+        parts.append(pre(content))
     return (f'<details class="abstract" data-search-exclude><summary>What it saw: the {len(messages)} messages '
             "sent to the model</summary>" + "".join(parts) + "</details>")
 
@@ -386,29 +401,29 @@ def brief_html(brief: dict[str, Any]) -> str:
         ["Max weight", pct(limits.get("max_weight"), 1)], ["Min cash", pct(limits.get("min_cash"), 1)],
         ["Exposure cap", pct(limits.get("exposure_cap"), 1)], ["CVaR budget", pct(limits.get("cvar_budget"))],
     ]
-    parts.append(html_table(["Portfolio and limits", "EUR or %"], rows, numeric=(1,)))
+    parts.append(table(["Portfolio and limits", "EUR or %"], rows, numeric=(1,), css="brief-kv", labels=False))
     positions = brief.get("positions") or []
     if positions:
-        parts.append(html_table(["Held", "Qty", "Avg cost EUR", "Price EUR", "Weight", "P&L", "Prospect value"], [
+        parts.append(table(HELD_COLUMNS, [
             [x.get("ticker"), num(x.get("qty"), ",.6g"), num(x.get("avg_cost_eur")), num(x.get("price_eur")),
              pct(x.get("weight"), 1), pct(x.get("pnl_pct"), 1, signed=True), num(x.get("prospect_value"), ".3f")]
-            for x in positions], numeric=(1, 2, 3, 4, 5, 6)))
+            for x in positions], numeric=(1, 2, 3, 4, 5, 6), css="brief-held", labels=False))
     pending = brief.get("pending_orders") or []
     if pending:
-        parts.append(html_table(["Pending", "Side", "Qty", "Decided on"], [
+        parts.append(table(["Pending", "Side", "Qty", "Decided on"], [
             [o.get("ticker"), o.get("side"), num(o.get("qty"), ",.6g"), o.get("decided_on")] for o in pending]))
     assets = brief.get("assets") or {}
     cols = list(assets.get("columns") or [])
-    keep = [c for c in ASSET_COLUMNS if c in cols]
-    if keep:
-        idx = [cols.index(c) for c in keep]
+    if any(c in cols for c in ASSET_COLUMNS):  # every column, always in this order: the stylesheet names them
+        idx = [cols.index(c) if c in cols else None for c in ASSET_COLUMNS]
         rows = []
         for t, vals in (assets.get("rows") or {}).items():
-            rows.append([t] + [fig_text(vals[i] if i < len(vals) else None) for i in idx])
-        parts.append(html_table(["Asset", *(ASSET_COLUMNS[c] for c in keep)], rows, numeric=tuple(range(1, len(keep) + 1)), css="assets"))
+            rows.append([t] + [fig_text(vals[i] if i is not None and i < len(vals) else None) for i in idx])
+        parts.append(table(BRIEF_ASSET_COLUMNS, rows, numeric=tuple(range(1, len(ASSET_COLUMNS) + 1)),
+                           css="assets brief-assets", labels=False))
     issues = brief.get("data_issues") or []
     if issues:
-        parts.append("<ul>" + "".join(f"<li>{untrusted(i)}</li>" for i in issues) + "</ul>")
+        parts.append("<ul>" + "".join(f"<li>{esc(i)}</li>" for i in issues) + "</ul>")
     return ('<details class="abstract" data-search-exclude><summary>What it saw: the brief</summary>'
             + "".join(parts) + "</details>")
 

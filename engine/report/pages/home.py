@@ -54,7 +54,7 @@ def home_page(data: SiteData, drawn: Sequence[str]) -> str:
         out += ['<p class="caption">Lines are named at their ends. Below: the strategy minus SPY, in EUR; the grey '
                 "band is where 95% of paths of a strategy with no edge would lie. Ticks at the bottom mark sessions "
                 "with fills; a dotted line, a change of model or prompt (see the "
-                '<a href="downloads/#changes-of-model-and-prompt">changes log</a>).</p>', ""]
+                '<a href="downloads/#changes-of-model-prompt-and-configuration">changes log</a>).</p>', ""]
     if data.records:
         out += ["## The latest decision", "", decision_card(data.records[-1], data.config.instruments), ""]
     first = arms[0].nav_eur.index[0].date()

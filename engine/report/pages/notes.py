@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 
 from engine.report.escape import safe_markdown
-from engine.report.pages.common import FRONT_MATTER_WIDE, SiteData, fig_text, finite, html_table, pct
+from engine.report.pages.common import FRONT_MATTER_WIDE, fragment, SiteData, fig_text, finite, html_table, pct
 
 def reports_index(data: SiteData) -> str:
     out = ["# Weekly reports", ""]
@@ -19,14 +20,26 @@ def reports_index(data: SiteData) -> str:
     return "\n".join(out) + "\n"
 
 
-def report_page(name: str, text: str, images: frozenset[str] = frozenset()) -> str:
+def report_page(name: str, text: str, *, chart: bool = False) -> str:
     """A weekly report: Markdown the engine wrote, quoting the model through its own
-    escaping; rendered through :func:`safe_markdown` all the same (only the report's own
-    chart, drawn by the site, stays an image)."""
-    body = safe_markdown(text, images)
+    escaping; rendered through :func:`safe_markdown` all the same. With `chart`, its image
+    ``](NAME.png)`` becomes the placeholder of the chart the site drew (an inline SVG, see
+    :func:`~engine.report.pages.charts.week_charts`); without, the link shows as text. Its
+    ``##`` sections stay out of the search index (the figures and tables of 500 weeks would
+    make the index that every page view loads several times larger); its title and opening
+    lines are found."""
+    body = safe_markdown(text, frozenset([f"{name}.png"]) if chart else frozenset())
+    if chart:
+        body = re.sub(r"!\[[^\]\n]*\]\(" + re.escape(f"{name}.png") + r"\)", lambda _: fragment("chart"), body)
+    body = SECTION.sub(lambda m: m.group(0) + " { data-search-exclude }", body)
     if not body.lstrip().startswith("# "):
         body = f"# Weekly report {name}\n\n" + body
     return body if body.endswith("\n") else body + "\n"
+
+
+# The engine's own "## " headings (a heading line quoted from the model cannot start with "#":
+# the report escapes it).
+SECTION = re.compile(r"^## [^\n{]*[^\s{]$", re.M)
 
 
 ALERT_FIRST = ("date", "time_utc", "ticker", "move", "price_local", "previous_close", "message", "source")
