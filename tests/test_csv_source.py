@@ -3,15 +3,21 @@ malformed file, with nothing loaded and nothing written."""
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.config import load_config
+from engine.data import csv_source
 from engine.data.csv_source import CsvSource
 from engine.data.validate import fatal_tickers, validate
 from engine.errors import DataUnavailable
@@ -130,3 +136,64 @@ def test_source_csv_needs_data(tmp_path):
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert proc.returncode == 2 and "--source csv needs --data PATH" in proc.stderr
+
+
+# A plain file (every cell a finite number) is read column by column; any other file line
+# by line. A blank line sends a file to the line-by-line reader without changing what it
+# holds, so the two readers can be compared on the same bytes.
+_cell = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=64).map(repr), st.just(""), st.just("11:10"),
+                  st.just(" 7.5 "), st.just("x"), st.integers(-5, 10**9).map(str))
+
+
+_plain = st.one_of(st.floats(min_value=0.0, max_value=1e9).map(repr), st.integers(1, 10**6).map(str))
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), plain=st.booleans(),
+       header=st.sampled_from(["date,open,high,low,close,volume,dividends,splits", "Date,Close,Volume",
+                               "date,close,open,high,low,volume,Dividends,Stock Splits"]))
+def test_the_column_reader_and_the_line_reader_agree_on_every_file(tmp_path_factory, data, plain, header):
+    n = header.count(",")
+    rows = data.draw(st.lists(st.tuples(st.dates(dt.date(2000, 1, 3), dt.date(2030, 12, 31)),
+                                        st.lists(_plain if plain else _cell, min_size=n, max_size=n)),
+                              min_size=1, max_size=12))
+    lines = [f"{d.isoformat()},{','.join(cells)}" for d, cells in rows]
+    if plain:  # a split of 0 is no split ratio: plain files have none
+        lines = [ln if "splits" not in header.lower() else ln.rsplit(",", 1)[0] + ",1.0" for ln in lines]
+    text = header + "\n" + "".join(ln + "\n" for ln in lines)
+    folder = tmp_path_factory.mktemp("csv")
+    fast, careful = folder / "fast.csv", folder / "careful.csv"
+    fast.write_text(text)
+    careful.write_text(text + "\n")  # the blank line: line by line
+
+    def read(path):
+        try:
+            table = csv_source._read(path, ticker_column=False, fixed="AAA")["AAA"]
+        except DataUnavailable as exc:
+            return str(exc).replace(str(path), "FILE")
+        return table.dates, {k: [repr(x) for x in v] for k, v in table.values.items()}  # nan == nan
+
+    assert read(fast) == read(careful)
+    if plain:  # and the column reader did read it
+        body = [ln.split(",") for ln in lines]
+        hdr = header.split(",")
+        assert csv_source._plain_table(body, hdr, csv_source._columns(fast, hdr, False)) is not None
+
+
+def test_the_exported_demo_panel_takes_the_column_reader(tmp_path):
+    """The panel benchmarks/peers.py exports: every file plain, each read the same both ways."""
+    from engine.data.demo import DemoSource
+
+    cfg = load_config()
+    market = DemoSource().load(cfg, "2024-01-02", "2024-12-31")
+    csv_source.write_folder(market, tmp_path, cfg.fx.eurusd)
+    for path in sorted(tmp_path.glob("*.csv")):
+        body = list(csv.reader(path.read_text().splitlines()))
+        header = body.pop(0)
+        fast = csv_source._plain_table(body, header, csv_source._columns(path, header, False))
+        assert fast is not None, path.name
+        path.write_text(path.read_text() + "\n")
+        slow = csv_source._read(path, ticker_column=False, fixed="T")["T"]
+        assert (fast.dates, fast.values.keys()) == (slow.dates, slow.values.keys())
+        for k in fast.values:
+            np.testing.assert_array_equal(fast.values[k], slow.values[k])

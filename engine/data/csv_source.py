@@ -108,9 +108,14 @@ def _read(path: Path, *, ticker_column: bool, fixed: str | None = None) -> dict[
     if header is None:
         raise DataUnavailable(f"{path}: the file is empty (a header line is expected: date,open,high,low,close,volume)")
     columns = _columns(path, header, ticker_column)
+    body = list(rows)
+    if fixed is not None:
+        fast = _plain_table(body, header, columns)
+        if fast is not None:
+            return {fixed: fast}
     tables: dict[str, _Table] = {}
     n_rows = 0
-    for line_no, row in enumerate(rows, start=2):
+    for line_no, row in enumerate(body, start=2):
         if not row or all(not c.strip() for c in row):
             continue
         if len(row) != len(header):
@@ -127,6 +132,35 @@ def _read(path: Path, *, ticker_column: bool, fixed: str | None = None) -> dict[
     if n_rows == 0:
         raise DataUnavailable(f"{path}: no data line after the header")
     return tables
+
+
+def _plain_table(body: list[list[str]], header: list[str], columns: dict[int, str]) -> _Table | None:
+    """One instrument's file read column by column, when every line is plain: as many
+    fields as the header, a date, and a finite number in every numeric cell that is
+    allowed there (no empty cell, no ``11:10``). Anything else is None, and the line by
+    line reader takes the file, with its messages; both give the same table."""
+    if not body or any(len(row) != len(header) for row in body):
+        return None  # blank lines, ragged lines: the careful reader says where
+    by_name = {name: i for i, name in columns.items()}
+    try:
+        dates = [_parse_date(row[by_name["date"]].strip()) for row in body]
+        if any(d is None or d is _TIME_OF_DAY for d in dates):
+            return None
+        values: dict[str, list[float]] = {}
+        for name in ("close", "open", "high", "low", "volume", "dividends", "splits"):  # the close stands in for o/h/l
+            i = by_name.get(name)
+            if i is None:
+                default = {"dividends": 0.0, "splits": 1.0, "volume": math.nan}.get(name)
+                values[name] = [default] * len(body) if default is not None else list(values["close"])
+                continue
+            column = np.fromiter((float(row[i]) for row in body), dtype=np.float64, count=len(body))
+            if not np.isfinite(column).all() or (name == "splits" and (column <= 0).any()) \
+                    or (name in ("dividends", "volume") and (column < 0).any()):
+                return None
+            values[name] = column.tolist()
+    except ValueError:  # an empty cell, a ratio, a word: the careful reader
+        return None
+    return _Table(dates=dates, values={name: values[name] for name in (*PRICE_COLUMNS, "dividends", "splits")})
 
 
 def _columns(path: Path, header: list[str], ticker_column: bool) -> dict[int, str]:
