@@ -49,6 +49,7 @@ import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -669,8 +670,13 @@ class StateStore:
             dates = sorted({r.date for r in results})
             span = {"first": dates[0].date().isoformat(), "last": dates[-1].date().isoformat()}
             atomic_write_bytes(self.journal_path, dumps(span), durable=self.durable)
-            for r in results:
-                self._write_record(r, twin)
+            if len(results) < _PARALLEL_RECORDS:
+                for r in results:
+                    self._write_record(r, twin)
+            else:  # a backtest's checkpoint: creating files waits on the disk, so a few at once
+                with ThreadPoolExecutor(_WRITERS) as pool:
+                    for done in [pool.submit(self._write_record, r, twin) for r in results]:
+                        done.result()  # the first failure, once every write has ended
 
             fills = [f.model_dump() for r in results for f in r.fills]
             new_trades = pd.DataFrame(fills, columns=TRADE_COLUMNS)
@@ -691,6 +697,14 @@ class StateStore:
             self.journal_path.unlink(missing_ok=True)
         except OSError as exc:
             raise _unwritable(self.journal_path, exc) from None
+
+
+# A save of this many sessions or more (a backtest's checkpoint) writes its decision records
+# from a few threads: each is a file created, written and renamed, which waits on the disk
+# far more than it computes. Every record is written before the trades, the equity and the
+# commit point, as in the one-by-one order of a daily save.
+_PARALLEL_RECORDS = 32
+_WRITERS = 4
 
 
 def _empty(schema: Mapping[str, str]) -> pd.DataFrame:
