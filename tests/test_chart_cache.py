@@ -52,3 +52,25 @@ def test_a_rebuild_copies_every_chart_from_the_cache_byte_for_byte(tmp_path):
     again = ChartCache(tmp_path / "cache")
     draw_charts(data, tmp_path / "d", again)
     assert again.hits == 0 and (tmp_path / "d" / first[0]).read_bytes() == (tmp_path / "a" / first[0]).read_bytes()
+
+
+def test_the_cache_keeps_only_the_charts_of_the_last_build(tmp_path):
+    """A workflow that saves the cache after every build must not grow it forever: the
+    charts of a site one session older are not asked for again, and are removed."""
+    from engine.config import load_config
+    from tests import site_states
+
+    folder = tmp_path / "cache"
+    older = load_site_data(site_states.demo_state(tmp_path / "older", sessions=20), load_config())
+    newer = load_site_data(site_states.demo_state(tmp_path / "newer", sessions=25), load_config())
+    first = ChartCache(folder)
+    draw_charts(older, tmp_path / "a", first)
+    assert first.prune() == 0  # everything was just used
+    kept = {p.name for p in folder.rglob("*.png")}
+    second = ChartCache(folder)
+    draw_charts(newer, tmp_path / "b", second)
+    removed = second.prune()
+    now = {p.name for p in folder.rglob("*.png")}
+    assert removed == len(kept - now) > 0  # the older site's charts went
+    assert now == {f"{k}.png" for k in second.used}
+    assert len(now) <= 2 * len(draw_charts(newer, tmp_path / "c", ChartCache(None)))

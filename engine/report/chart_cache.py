@@ -13,6 +13,7 @@ drawn again, and entries are written aside and renamed (never half a file). Set
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -72,6 +73,7 @@ class ChartCache:
     def __init__(self, folder: Path | None) -> None:
         self.folder = Path(folder) if folder is not None else None
         self.hits = self.misses = 0
+        self.used: set[str] = set()
 
     def _path(self, key: str) -> Path | None:
         return None if self.folder is None else self.folder / key[:2] / f"{key}.png"
@@ -79,6 +81,7 @@ class ChartCache:
     def fetch(self, key: str, target: Path) -> bool:
         """Copy the cached picture of `key` to `target`; False if there is none."""
         path = self._path(key)
+        self.used.add(key)
         if path is None or not path.is_file():
             self.misses += 1
             return False
@@ -90,6 +93,7 @@ class ChartCache:
     def store(self, key: str, source: Path) -> None:
         """Keep `source` as the picture of `key` (written aside, then renamed: never half a file)."""
         path = self._path(key)
+        self.used.add(key)
         if path is None:
             return
         tmp: str | None = None
@@ -102,3 +106,16 @@ class ChartCache:
         except OSError:  # a cache that cannot be written only costs time
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)
+
+    def prune(self) -> int:
+        """Remove every entry this build did not use (a chart whose inputs changed is never
+        asked for again): the folder stays the size of one site's charts. Returns how many."""
+        if self.folder is None or not self.folder.is_dir():
+            return 0
+        removed = 0
+        for path in self.folder.glob("*/*.png"):
+            if path.stem not in self.used:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed += 1
+        return removed

@@ -337,7 +337,9 @@ def write_docs(data: SiteData, docs: Path, handwritten: Path, state: Path, *, ca
     docs.mkdir(parents=True, exist_ok=True)
     extra = _copy_handwritten(handwritten, docs, data.config)
     charts_dir = docs / "charts"
-    drawn = pages.draw_charts(data, charts_dir, ChartCache(cache))
+    chart_cache = ChartCache(cache)
+    drawn = pages.draw_charts(data, charts_dir, chart_cache)
+    chart_cache.prune()  # what this build did not ask for is never asked for again
     if data.backtest is not None and data.backtest.lines is None:
         for p in data.backtest.charts:
             shutil.copyfile(p, charts_dir / f"backtest_{p.name}")
