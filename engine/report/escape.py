@@ -51,6 +51,11 @@ def untrusted(text: object) -> str:
     >>> untrusted('<b>hi</b> [x](javascript:alert(1))')
     '&#60;b&#62;hi&#60;/b&#62; &#91;x&#93;&#40;javascript&#58;alert&#40;1&#41;&#41;'
     """
+    return _normalised(text).translate(_TABLE)
+
+
+def _normalised(text: object) -> str:
+    """``str(text)`` (``""`` for None) as valid UTF-8 with ``\\n`` line endings."""
     if text is None:
         return ""
     s = text if isinstance(text, str) else str(text)
@@ -58,7 +63,7 @@ def untrusted(text: object) -> str:
         s = s.encode("utf-8", "replace").decode("utf-8")
     if "\r" in s:
         s = s.replace("\r\n", "\n").replace("\r", "\n")
-    return s.translate(_TABLE)
+    return s
 
 
 _HTML_TABLE: dict[int, str | None] = {o: None for o in _CONTROL}
@@ -78,14 +83,7 @@ def untrusted_html(text: object) -> str:
     >>> untrusted_html('<b>hi</b> [x](javascript:alert(1)) 1.5')
     '&lt;b&gt;hi&lt;/b&gt; [x](javascript:alert(1)) 1.5'
     """
-    if text is None:
-        return ""
-    s = text if isinstance(text, str) else str(text)
-    if not s.isascii():
-        s = s.encode("utf-8", "replace").decode("utf-8")
-    if "\r" in s:
-        s = s.replace("\r\n", "\n").replace("\r", "\n")
-    return s.translate(_HTML_TABLE)
+    return _normalised(text).translate(_HTML_TABLE)
 
 
 def untrusted_pre(text: object, *, css_class: str = "untrusted", html_only: bool = False) -> str:
