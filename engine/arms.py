@@ -21,11 +21,16 @@ llm arm that fails is recorded with its reason and stops alone; the others go on
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
 import logging
+import os
+import pickle
 import shutil
+import signal
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -122,6 +127,7 @@ class Experiment:
     root: StateStore
     headline: Arm
     arms: list[Arm]
+    pending_save: _ForkedSave | None = None  # a checkpoint being written in the background
 
     def by_name(self) -> dict[str, Arm]:
         return {a.name: a for a in self.arms}
@@ -305,51 +311,148 @@ def recover(root: Path, durable: bool = True) -> None:
     journal.unlink()
 
 
-def save(exp: Experiment) -> None:
+def save(exp: Experiment, background: bool = False) -> None:
     """Write what every arm ran since the last save; the root (the experiment's commit point:
-    it mirrors the headline) last, under the experiment's journal."""
-    saving = [a for a in exp.arms if a.unsaved]
-    journal = exp.root.root / EXPERIMENT_JOURNAL
-    if saving:
-        dates = sorted({r.date for a in saving for r in a.unsaved})
-        previous = {a.name: (a.store.portfolio_path.read_text(encoding="utf-8")
-                             if a.store.portfolio_path.exists() else None) for a in saving}
-        atomic_write_bytes(journal, dumps({"first": dates[0].date().isoformat(), "last": dates[-1].date().isoformat(),
-                                           "arms": previous}), durable=exp.root.durable)
+    it mirrors the headline) last, under the experiment's journal.
+
+    `background`: write from a forked process while this one steps on (a backtest's
+    checkpoint: the encoding and the files use the second core). Saves stay in order: each
+    first waits for the one before and raises its error, so nothing is ever written past a
+    failed save. Without fork (or with ALMOST_SURELY_FOREGROUND_SAVES set) it writes here."""
+    wait_for_save(exp)
+    batch = _detach(exp)
+    if background and _CAN_FORK and not os.environ.get("ALMOST_SURELY_FOREGROUND_SAVES"):
+        exp.pending_save = _fork_save(exp, batch)
+    else:
+        _write(exp, batch)
+
+
+def wait_for_save(exp: Experiment) -> None:
+    """Wait for the background save under way, if any; raise what stopped it."""
+    pending, exp.pending_save = exp.pending_save, None
+    if pending is not None:
+        pending.join()
+
+
+def _detach(exp: Experiment) -> dict[str, list[StepResult]]:
+    """Take every arm's unsaved results (what the save writes) and count them as saved."""
+    batch = {}
     for arm in exp.arms:
-        if arm.unsaved or not arm.store.portfolio_path.exists():
-            arm.store.save(arm.portfolio, arm.unsaved)
-    head, head_unsaved = exp.headline, exp.headline.unsaved
-    for arm in exp.arms:
+        batch[arm.name] = arm.unsaved
         if arm.unsaved:
             arm.first_saved = arm.first_saved or arm.unsaved[0].date.date()
             arm.last_saved = arm.unsaved[-1]
             arm.saved += len(arm.unsaved)
         arm.unsaved = []
+    return batch
+
+
+def _write(exp: Experiment, batch: dict[str, list[StepResult]]) -> None:
+    saving = [a for a in exp.arms if batch[a.name]]
+    journal = exp.root.root / EXPERIMENT_JOURNAL
+    if saving:
+        dates = sorted({r.date for a in saving for r in batch[a.name]})
+        previous = {a.name: (a.store.portfolio_path.read_text(encoding="utf-8")
+                             if a.store.portfolio_path.exists() else None) for a in saving}
+        atomic_write_bytes(journal, dumps({"first": dates[0].date().isoformat(), "last": dates[-1].date().isoformat(),
+                                           "arms": previous}), durable=exp.root.durable)
+    for arm in exp.arms:
+        if batch[arm.name] or not arm.store.portfolio_path.exists():
+            arm.store.save(arm.portfolio, batch[arm.name])
     write_manifest(exp)
-    if head_unsaved or not exp.root.portfolio_path.exists():  # the commit point, last
-        exp.root.save(head.portfolio, head_unsaved, twin=head.store)
+    head = exp.headline
+    if batch[head.name] or not exp.root.portfolio_path.exists():  # the commit point, last
+        exp.root.save(head.portfolio, batch[head.name], twin=head.store)
     journal.unlink(missing_ok=True)
+
+
+# Linux only: elsewhere a fork that does not exec is unsafe (macOS) or missing (Windows).
+_CAN_FORK = sys.platform.startswith("linux")
+
+
+class _ForkedSave:
+    """A save running in a forked child; `join` waits for it and raises its error."""
+
+    def __init__(self, pid: int, errors: int):
+        self.pid, self.errors = pid, errors
+
+    def join(self) -> None:
+        with os.fdopen(self.errors, "rb") as fh:
+            report = fh.read()  # until the child exits (its end of the pipe closes)
+        _, status = os.waitpid(self.pid, 0)
+        if os.waitstatus_to_exitcode(status) == 0:
+            return
+        try:
+            exc = pickle.loads(report)
+        except Exception:  # killed before it could say why (the journal covers its files)
+            exc = StateUnwritable(f"the background save stopped with status {os.waitstatus_to_exitcode(status)}")
+        raise exc
+
+
+def _fork_save(exp: Experiment, batch: dict[str, list[StepResult]]) -> _ForkedSave:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: write the batch, report any error, never return
+        code = 1
+        try:
+            os.close(read)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the run, not a save half-way
+            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__  # not a progress bar's proxies (their lock)
+            _die_with_parent()
+            _write(exp, batch)
+            code = 0
+        except BaseException as exc:
+            with contextlib.suppress(BaseException):
+                try:
+                    data = pickle.dumps(exc)
+                except Exception:
+                    data = pickle.dumps(StateUnwritable(f"the background save failed: {exc}"))
+                os.write(write, data)
+        finally:
+            os._exit(code)  # no atexit handlers, no flush of the parent's buffers
+    os.close(write)
+    for arm in exp.arms:  # what the child writes is not what these stores last read
+        arm.store.forget()
+    exp.root.forget()
+    return _ForkedSave(pid, read)
+
+
+def _die_with_parent() -> None:
+    """On Linux, the child is killed when the run is (kill -9 of the run is a kill of its
+    save, which the journals cover); elsewhere an orphaned save finishes under the lock."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the run died before the call
+            os._exit(1)
 
 
 def run_experiment(
     exp: Experiment, sessions: Sequence[pd.Timestamp], market: MarketData, ind: Indicators,
     checkpoint: int = 250, on_session: Callable[[pd.Timestamp], None] | None = None,
 ) -> None:
-    """Step every arm over `sessions`, saving every `checkpoint` sessions; whatever stops
-    the run, every arm's completed sessions are saved."""
+    """Step every arm over `sessions`, saving every `checkpoint` sessions (in the background:
+    the next sessions run meanwhile); whatever stops the run, every arm's completed sessions
+    are saved before it returns or raises."""
     prices = _Prices(market, exp.headline.ctx.config)
     try:
         for n, d in enumerate(sessions, 1):
             step_session(exp, d, market, ind, prices)
             if on_session is not None:
                 on_session(d)
-            if n % checkpoint == 0:
-                save(exp)
+            if n % checkpoint == 0 and n < len(sessions):
+                save(exp, background=True)
         save(exp)
     except BaseException as exc:
         if not isinstance(exc, (StateUnwritable, StateCorrupt)):  # not when the save itself failed
             save(exp)
+        else:
+            with contextlib.suppress(BaseException):
+                wait_for_save(exp)
         raise
 
 

@@ -655,6 +655,10 @@ class StateStore:
         finally:
             self._loaded = None
 
+    def forget(self) -> None:
+        """Drop what was read: another process is writing this folder."""
+        self._loaded = None
+
     def _write_record(self, r: StepResult, twin: StateStore | None) -> None:
         path = self.decision_path(r.date)
         if twin is not None and _link_atomic(twin.decision_path(r.date), path):

@@ -176,6 +176,63 @@ def test_saving_every_20_sessions_writes_the_same_state_as_one_save_at_the_end(t
     assert head.first_saved == dates.iloc[0].date() and head.last_saved.date == dates.iloc[-1]
 
 
+def test_checkpoints_are_written_in_the_background_and_give_the_state_of_a_foreground_save(
+        tmp_path, config, demo_market, monkeypatch):
+    real_fork, forks = os.fork, []
+
+    def counting_fork():
+        forks.append(1)
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", counting_fork)
+    _long_run(config, demo_market, tmp_path / "background", checkpoint=20)
+    assert len(forks) == 3  # the checkpoints at 20, 40 and 60 sessions; the last save is the run's own
+    monkeypatch.setenv("ALMOST_SURELY_FOREGROUND_SAVES", "1")
+    _long_run(config, demo_market, tmp_path / "foreground", checkpoint=20)
+    assert len(forks) == 3
+    assert snapshot(tmp_path / "background") == snapshot(tmp_path / "foreground")
+
+
+@pytest.mark.parametrize("k", [1, 9, 20])
+def test_a_run_killed_during_a_background_save_takes_the_save_with_it_and_the_rerun_converges(
+        tmp_path, config, demo_market, k):
+    """kill -9 of the run while its saving process is at the k-th decision record of the
+    first checkpoint (20 sessions): the saving process dies too (it does not finish the
+    save as an orphan), and a rerun gives the state of a run never killed."""
+    import signal
+    import time
+
+    import engine.state
+
+    straight = snapshot(_long_run(config, demo_market, tmp_path / "straight", checkpoint=1000).root.root)
+    root, run_pid = tmp_path / "killed", os.getpid()
+    real, calls = engine.state.write_record, [0]
+
+    def dying(path, record, durable=True):
+        if os.getpid() != run_pid and os.getppid() != run_pid:  # in the saving process of the run
+            calls[0] += 1
+            if calls[0] == k:
+                os.kill(os.getppid(), signal.SIGKILL)
+                time.sleep(0.05)  # an orphan would go on after this
+        real(path, record, durable)
+
+    pid = os.fork()
+    if pid == 0:  # the run
+        code = 70
+        try:
+            engine.state.write_record = dying
+            _long_run(config, demo_market, root, checkpoint=20)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    time.sleep(0.5)
+    assert not (root / "portfolio.json").exists() and not (root / "arms" / "rules" / "portfolio.json").exists()
+    _long_run(config, demo_market, root, checkpoint=20)
+    assert snapshot(root) == straight
+
+
 def test_an_interrupted_long_run_keeps_every_session_before_the_interruption(tmp_path, config, demo_market):
     class Interrupting(RulesPolicy):
         n = 0
