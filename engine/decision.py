@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
@@ -178,6 +178,35 @@ class Brief:
         return names, numbers, [[getattr(p, f) for f in numbers] for p in self.positions.values()]
 
 
+class BriefRecord(Mapping[str, Any]):
+    """A brief as its decision record stores it (:meth:`Brief.as_dict`), rendered when first
+    read: a backtest's records are written by its saving process, so the rounding of each
+    session's tables runs there, beside the next sessions' steps (the saver is a fork: it
+    reads the brief from memory, nothing is copied)."""
+
+    __slots__ = ("_brief", "_beside_message", "_dict")
+
+    def __init__(self, brief: Brief, beside_message: bool = False):
+        self._brief: Brief | None = brief
+        self._beside_message = beside_message
+        self._dict: dict[str, Any] | None = None
+
+    def rendered(self) -> dict[str, Any]:
+        if self._dict is None:
+            assert self._brief is not None
+            self._dict, self._brief = self._brief.as_dict(beside_message=self._beside_message), None
+        return self._dict
+
+    def __getitem__(self, key: str) -> Any:
+        return self.rendered()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.rendered())
+
+    def __len__(self) -> int:
+        return len(self.rendered())
+
+
 _POSITION_FIELDS = tuple(f.name for f in fields(PositionView))
 _POSITION_TEXT = frozenset({"ticker", "currency"})
 
@@ -185,12 +214,22 @@ _POSITION_TEXT = frozenset({"ticker", "currency"})
 def _json_tables(*tables: list[list[float]]) -> list[list[list[float | None]]]:
     """Tables (lists of rows) of figures, rounded to 6 significant digits with NaN and
     infinities as None: all of them in one vectorised pass (numpy's cost here is per call,
-    not per figure)."""
-    flat = np.fromiter((v for t in tables for row in t for v in row), dtype=float)
+    not per figure). A table whose rows differ in length is read figure by figure."""
+    shapes = [(len(t), len(t[0]) if t else 0) for t in tables]
+    if all(len(row) == width for t, (_, width) in zip(tables, shapes, strict=True) for row in t):
+        flat = np.concatenate([np.asarray(t, dtype=float).reshape(-1) for t in tables]) if tables else np.empty(0)
+    else:
+        flat = np.fromiter((v for t in tables for row in t for v in row), dtype=float)
+        shapes = []
     rounded = round_sig(flat).astype(object)
     rounded[~np.isfinite(flat)] = None
-    values = rounded.tolist()
     out, i = [], 0
+    if shapes:
+        for n, width in shapes:
+            out.append(rounded[i:i + n * width].reshape(n, width).tolist() if n else [])
+            i += n * width
+        return out
+    values = rounded.tolist()
     for t in tables:
         rows = []
         for row in t:

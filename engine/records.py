@@ -104,6 +104,8 @@ def pack(record: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
             messages.append(m)
         usage["messages"] = messages
     brief = out.get("brief")
+    if isinstance(brief, Mapping) and not isinstance(brief, dict):  # rendered when written (BriefRecord)
+        brief = out["brief"] = dict(brief)
     prev = brief.get("previous") if isinstance(brief, dict) else None
     if isinstance(prev, dict):
         prev = dict(prev)

@@ -35,7 +35,7 @@ import pandas as pd
 from engine.config import Asset, Benchmark, Config
 from engine.data.calendars import sessions_per_year
 from engine.data.market import MarketData
-from engine.decision import Brief, PositionView, check_decision, size_orders
+from engine.decision import Brief, BriefRecord, PositionView, check_decision, size_orders
 from engine.errors import DataUnavailable
 from engine.indicators import Indicators
 from engine.policies import Policy
@@ -437,7 +437,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
         },
         # A policy given the rendered message (kept verbatim in usage.messages) saw every figure
         # there: the structured brief beside it keeps what the readers of records use.
-        "brief": brief.as_dict(beside_message=bool((answer.usage or {}).get("messages"))),
+        "brief": BriefRecord(brief, beside_message=bool((answer.usage or {}).get("messages"))),
         "answer": {
             "raw": answer.raw,
             "parsed": answer.decision.model_dump(mode="json"),
