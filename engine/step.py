@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -217,7 +218,9 @@ def record_marks(p: Portfolio, close_local: dict[str, float]) -> Portfolio:
 def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx: StepContext) -> StepResult:
     cfg = ctx.config
     day = d.date()
-    i, fx = session_row(market, d)
+    lookback = cfg.risk.lookback_sessions
+    at = at_session(market, ind, d, lookback, ctx.sessions_per_year)
+    i, fx = at.row, at.fx
 
     # 0-2. quantities in this panel's units, corporate actions before the open, then
     # the fills at the open.
@@ -228,10 +231,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
     fills = unit_fills + ca_fills + ex.fills
 
     # 3. mark to market at the close (last close for an exchange closed today).
-    names = ind.names
-    fig = ind.values_at(d).tolist()
-    figures = {t: dict(zip(names, row, strict=True)) for t, row in zip(ind.tickers, fig, strict=True)}
-    close_local = {t: f["close"] for t, f in figures.items()}
+    figures, close_local = at.figures, at.close_local
     prices_eur: dict[str, float] = {}
     for t, px in close_local.items():
         inst = ctx.instruments.get(t)
@@ -246,10 +246,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
     drawdown = nav / peak - 1 if peak > 0 else 0.0
 
     # 4. risk figures as of D and the brief.
-    lookback = cfg.risk.lookback_sessions
-    # The risk window ending at D (rows of the indicators are the market's dates).
-    j = ind.row_position(d)
-    returns = ind.returns_matrix[max(0, j - lookback + 1) : j + 1]
+    returns = at.returns
     r_tickers = ind.tickers
     weights = np.array([val.values_eur.get(t, 0.0) / nav for t in r_tickers]) if nav > 0 else np.zeros(len(r_tickers))
     cvar_now = float(portfolio_cvar(returns, weights, cfg.risk.cvar_level)) if len(returns) >= 20 else float("nan")
@@ -291,10 +288,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
             pnl_pct=price / pos.avg_cost_eur - 1 if pos.avg_cost_eur > 0 else 0.0,
             prospect_value=float(pt(price / pos.avg_cost_eur - 1 if pos.avg_cost_eur > 0 else 0.0)),
         )
-    assets = {t: figures[t] for t in cfg.tickers if t in figures}
-    for t, rec in _recent(returns, r_tickers, ctx.sessions_per_year).items():
-        if t in assets:
-            assets[t].update(rec)
+    assets = {t: {**figures[t], **at.recent.get(t, {})} for t in cfg.tickers if t in figures}
     previous = None
     if p.last_decision is not None:
         previous = {
@@ -451,6 +445,44 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
     if ctx.build is not None:
         record["engine"] = dict(ctx.build)
     return StepResult(date=d, portfolio=p, fills=fills, equity=equity, record=record)
+
+
+@dataclass(frozen=True)
+class AtSession:
+    """What every arm reads of the market and the indicators at a session: the same for
+    the arms stepping in lockstep, so computed once per session (:func:`at_session`).
+    Read-only: a step copies what it changes."""
+
+    row: int  # of the session in the market's panel
+    fx: float  # EURUSD
+    figures: dict[str, dict[str, float]]  # ticker -> indicator -> value at the close
+    close_local: dict[str, float]
+    returns: np.ndarray  # the risk window ending at the session (rows of the indicators)
+    recent: dict[str, dict[str, float]]  # ticker -> the last ~30 sessions in brief (_recent)
+
+
+_AT: list[tuple[Any, Any, pd.Timestamp, tuple[int, float], AtSession]] = []  # the last session's, at most one
+
+
+def at_session(market: MarketData, ind: Indicators, d: pd.Timestamp, lookback: int,
+               periods_per_year: float) -> AtSession:
+    """The market and indicators at `d`; the second arm to ask for the same session gets
+    the first one's (weak references: a finished run's data is not kept alive)."""
+    key = (lookback, periods_per_year)
+    if _AT:
+        m, i, day, k, view = _AT[0]
+        if m() is market and i() is ind and day == d and k == key:
+            return view
+    row, fx = session_row(market, d)
+    names = ind.names
+    figures = {t: dict(zip(names, values, strict=True))
+               for t, values in zip(ind.tickers, ind.values_at(d).tolist(), strict=True)}
+    j = ind.row_position(d)
+    returns = ind.returns_matrix[max(0, j - lookback + 1) : j + 1]
+    view = AtSession(row=row, fx=fx, figures=figures, close_local={t: f["close"] for t, f in figures.items()},
+                     returns=returns, recent=_recent(returns, ind.tickers, periods_per_year))
+    _AT[:] = [(weakref.ref(market), weakref.ref(ind), d, key, view)]
+    return view
 
 
 def _sessions_since(index: pd.DatetimeIndex, i: int) -> Callable[[dt.date], int]:

@@ -188,3 +188,36 @@ def test_a_fading_high_water_mark_lets_an_old_drawdown_heal(config, demo_market)
     assert fading[5].equity["drawdown"] < fading[15].equity["drawdown"] < 0
     assert fading[25].equity["drawdown"] == pytest.approx(0.0)
     assert fading[-1].equity["drawdown"] == pytest.approx(0.0)
+
+
+def test_arms_stepping_one_session_share_its_figures_but_never_their_changes(config, demo_market):
+    """The figures of a session are computed once for the arms that step at it: a policy
+    that scribbles on its brief changes nothing another arm (or another market) reads."""
+    from engine.data.demo import DemoSource
+
+    class Scribbler(RulesPolicy):
+        def decide(self, brief):
+            for figures in brief.assets.values():
+                figures["close"] = -1.0
+                figures["ret_30s_eur"] = 99.0
+            return super().decide(brief)
+
+    other = DemoSource(seed=8).load(config, pd.Timestamp("2023-01-02"), pd.Timestamp("2024-12-31"))
+    ind, ind_other = compute_indicators(demo_market, config), compute_indicators(other, config)
+    days = _sessions(demo_market, "2024-03-01", "2024-03-15")
+    alone = run(Portfolio.initial(10_000, "demo seed=7"), days, demo_market, ind, _ctx(config, RulesPolicy(config)))[1]
+    alone_other = run(Portfolio.initial(10_000, "demo seed=8"), days, other, ind_other,
+                      _ctx(config, RulesPolicy(config)))[1]
+    p = {k: Portfolio.initial(10_000, f"demo seed={k}") for k in ("7", "7b", "8")}
+    together, together_other = [], []
+    for d in days:  # in lockstep: a scribbler first, then an arm on the same market, then another market's
+        p["7b"] = step(p["7b"], d, demo_market, ind, _ctx(config, Scribbler(config))).portfolio
+        res = step(p["7"], d, demo_market, ind, _ctx(config, RulesPolicy(config)))
+        p["7"] = res.portfolio
+        together.append(res)
+        res = step(p["8"], d, other, ind_other, _ctx(config, RulesPolicy(config)))
+        p["8"] = res.portfolio
+        together_other.append(res)
+    assert [r.record for r in together] == [r.record for r in alone]
+    assert [r.record for r in together_other] == [r.record for r in alone_other]
+    assert [r.record["orders"] for r in together] != [r.record["orders"] for r in together_other]
