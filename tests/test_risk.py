@@ -287,3 +287,17 @@ def test_drawdown_multiplier_is_bounded_and_non_increasing(a, b, limit, floor, p
 def test_drawdown_multiplier_rejects_a_convex_power():
     with pytest.raises(ValueError):
         drawdown_multiplier(0.1, power=0.5)
+
+
+@pytest.mark.parametrize("power,limit,floor", [(1.0, 0.2, 0.25), (1.5, 0.2, 0.25), (2.0, 0.1, 0.0), (3.0, 0.35, 1.0)])
+def test_one_sessions_drawdown_multiplier_is_the_arrays_bit_for_bit(power, limit, floor):
+    """A step passes one float (a fast path); the limits must be exactly those numpy gives
+    for the same number, NaN, overflow and both signs included."""
+    rng = np.random.default_rng(3)
+    xs = [float(x) for x in rng.normal(0, 0.15, 5000)] + [0.0, -0.0, 1e200, -1e300, math.nan, math.inf, -math.inf,
+                                                          limit, -limit, 5e-324]
+    for x in xs:
+        with np.errstate(over="ignore"):
+            expected = float(np.maximum(floor, 1.0 - (np.abs(np.asarray(x)) / limit) ** power))
+        got = drawdown_multiplier(x, limit, floor, power)
+        assert type(got) is float and (got == expected or (math.isnan(got) and math.isnan(expected))), x

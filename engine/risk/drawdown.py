@@ -44,6 +44,14 @@ def drawdown_multiplier(
         raise ValueError(f"floor must be in [0, 1], got {floor}")
     if power < 1:
         raise ValueError(f"power must be >= 1 (a concave multiplier), got {power}")
+    if isinstance(dd, float):  # one session's drawdown (the step's): the same arithmetic, without arrays
+        depth = abs(float(dd))
+        if depth != depth:
+            return math.nan
+        try:
+            return max(floor, 1.0 - (depth / limit) ** power)
+        except OverflowError:  # numpy's inf: 1 - inf is below any floor
+            return floor
     depth = np.abs(np.asarray(dd, dtype=float))
     with np.errstate(over="ignore"):
         values = np.maximum(floor, 1.0 - (depth / limit) ** power)
