@@ -159,7 +159,7 @@ def reconcile_units(p: Portfolio, market: MarketData, ctx: StepContext) -> tuple
        the run (DataUnavailable), since the state and the data no longer describe the
        same shares.
     """
-    end = market.index[-1].date()
+    end = market.rows.last_day
     if p.units_as_of == end:
         return p, []
     fills: list[Fill] = []
@@ -252,7 +252,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
     cvar_now = float(portfolio_cvar(returns, weights, cfg.risk.cvar_level)) if len(returns) >= 20 else float("nan")
     limits = Limits.for_drawdown(cfg.guardrails, drawdown)
     rc = cfg.risk
-    since = _sessions_since(market.index, i)
+    since = _sessions_since(market.rows.dates_ns, i)
     churn = churn_view(p.churn.last_sold, p.churn.buys, since, cfg.churn) if ctx.guarded else None
 
     def pt(x: float) -> float:
@@ -485,15 +485,16 @@ def at_session(market: MarketData, ind: Indicators, d: pd.Timestamp, lookback: i
     return view
 
 
-def _sessions_since(index: pd.DatetimeIndex, i: int) -> Callable[[dt.date], int]:
-    """Sessions from a past date to session `i` of `index` (the session before: 1)."""
+def _sessions_since(dates_ns: np.ndarray, i: int) -> Callable[[dt.date], int]:
+    """Sessions from a past date to session `i` of the index (`dates_ns`: its int64
+    nanoseconds; the session before: 1)."""
 
     memo: dict[dt.date, int] = {}  # the churn memory repeats its dates (a buy per order)
 
     def since(x: dt.date) -> int:
         n = memo.get(x)
         if n is None:
-            n = memo[x] = i - int(index.searchsorted(pd.Timestamp(x)))
+            n = memo[x] = i - int(np.searchsorted(dates_ns, pd.Timestamp(x).value))
         return n
 
     return since

@@ -74,9 +74,20 @@ class _Rows:
     splits: np.ndarray
     fx_eurusd: np.ndarray
     traded: np.ndarray  # bool: the bar really traded (not carried forward, not repeated)
+    dates_ns: np.ndarray  # the index as int64 nanoseconds (a search without Timestamps)
+    last_day: dt.date  # of the index
 
     def at(self, name: str, i: int) -> dict[str, float]:
-        return dict(zip(self.tickers, getattr(self, name)[i].tolist(), strict=True))
+        """{ticker: value} of one frame at row `i` (a new dict: the caller may change it).
+        The arms stepping in lockstep ask for the same row in turn: it is converted once."""
+        hit = self._last.get(name)
+        if hit is None or hit[0] != i:
+            hit = self._last[name] = (i, dict(zip(self.tickers, getattr(self, name)[i].tolist(), strict=True)))
+        return dict(hit[1])
+
+    @cached_property
+    def _last(self) -> dict[str, tuple[int, dict[str, float]]]:
+        return {}
 
 
 @dataclass(frozen=True)
@@ -136,6 +147,8 @@ class MarketData:
             splits=self.splits.to_numpy(dtype=float),
             fx_eurusd=self.fx_eurusd.to_numpy(dtype=float),
             traded=traded,
+            dates_ns=pd.DatetimeIndex(self.index).as_unit("ns").to_numpy().view("i8"),
+            last_day=self.index[-1].date(),
         )
 
     @property
