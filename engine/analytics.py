@@ -10,8 +10,8 @@ returns, the EUR closes), so that every arm is measured the same way:
   the win rate by holding period (Wilson 95% interval);
 * turnover (engine.backtest.metrics.turnover) and :func:`cash_drag`: the average cash
   weight and the return forgone against the same weights fully invested;
-* :func:`cut_counts`, :func:`fallback_rates`: how often the checks and guardrails changed
-  the answer, by rule, and how often the answer was an explicit HOLD, by cause.
+* :class:`RecordCounts`: how often the checks and guardrails changed the answer, by rule,
+  and how often the answer was an explicit HOLD, by cause.
 
 Uncertainty is honest and simple: a mean's interval is ``mean +- 1.96 s / sqrt(n)`` (the
 trades of one arm overlap in time, so it is optimistic; it is labelled as such), a rate's
@@ -24,6 +24,7 @@ import math
 import re
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -154,31 +155,78 @@ def _cause(reason: str) -> str:
     return text.split(":")[0][:60]
 
 
-def cut_counts(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """How often the checks and guardrails changed the answer: per stage and rule, and the
-    share of sessions with at least one cut (Wilson interval)."""
-    by_rule: Counter[str] = Counter()
-    sessions = with_cut = 0
-    for r in records:
-        sessions += 1
-        cuts = r.get("cuts") or []
-        with_cut += bool(cuts)
-        by_rule.update(c.get("stage", "?") for c in cuts)
-    return {"by_rule": dict(sorted(by_rule.items())), "sessions_with_cuts": wilson(with_cut, sessions)}
+@dataclass
+class RecordCounts:
+    """What the analytics count of an arm's decision records: the sessions, those with at
+    least one cut, the cuts by stage and rule, and the explicit HOLDs by cause.
 
+    Counts add up, so a day's records can be added to the counts of the days before
+    (:meth:`from_analytics` takes them back from a verdict written earlier) instead of
+    every record being read again."""
 
-def fallback_rates(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """How often the answer was replaced by an explicit HOLD, by cause, with intervals."""
-    causes: Counter[str] = Counter()
-    n = 0
-    for r in records:
-        n += 1
-        reason = (r.get("answer") or {}).get("fallback")
+    sessions: int = 0
+    with_cut: int = 0
+    by_rule: Counter[str] = field(default_factory=Counter)
+    holds: Counter[str] = field(default_factory=Counter)
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        self.sessions += 1
+        cuts = record.get("cuts") or []
+        self.with_cut += bool(cuts)
+        self.by_rule.update(c.get("stage", "?") for c in cuts)
+        reason = (record.get("answer") or {}).get("fallback")
         if reason:
-            causes[_cause(str(reason))] += 1
-    total = sum(causes.values())
-    return {"hold_rate": wilson(total, n),
-            "by_cause": {k: wilson(v, n) for k, v in sorted(causes.items())}}
+            self.holds[_cause(str(reason))] += 1
+
+    @classmethod
+    def of(cls, records: Iterable[Mapping[str, Any]]) -> RecordCounts:
+        counts = cls()
+        for r in records:
+            counts.add(r)
+        return counts
+
+    @classmethod
+    def from_analytics(cls, analytics: Mapping[str, Any]) -> RecordCounts | None:
+        """The counts behind the ``cuts`` and ``fallbacks`` of :func:`analyse`'s answer (a
+        rate times its sessions gives back its whole count), or None when they are not all
+        there, whole and consistent."""
+        try:
+            cuts, holds = analytics["cuts"], analytics["fallbacks"]
+            n = cuts["sessions_with_cuts"]["n"]
+            if not (type(n) is int and n >= 0 and holds["hold_rate"]["n"] == n):
+                return None
+            by_rule = {str(k): v for k, v in cuts["by_rule"].items()}
+            causes = {str(k): _whole(v, n) for k, v in holds["by_cause"].items()}
+            counts = cls(sessions=n, with_cut=_whole(cuts["sessions_with_cuts"], n), by_rule=Counter(by_rule),
+                         holds=Counter(causes))
+        except (KeyError, TypeError, AttributeError, ValueError):
+            return None
+        if not all(type(v) is int and v >= 0 for v in counts.by_rule.values()):
+            return None
+        if counts.cuts() != cuts or counts.fallbacks() != holds:  # what it says is what it counted
+            return None
+        return counts
+
+    def cuts(self) -> dict[str, Any]:
+        """How often the checks and guardrails changed the answer: per stage and rule, and the
+        share of sessions with at least one cut (Wilson interval)."""
+        return {"by_rule": dict(sorted(self.by_rule.items())), "sessions_with_cuts": wilson(self.with_cut, self.sessions)}
+
+    def fallbacks(self) -> dict[str, Any]:
+        """How often the answer was replaced by an explicit HOLD, by cause, with intervals."""
+        n = self.sessions
+        return {"hold_rate": wilson(sum(self.holds.values()), n),
+                "by_cause": {k: wilson(v, n) for k, v in sorted(self.holds.items())}}
+
+
+def _whole(interval: Mapping[str, Any], n: int) -> int:
+    """The count behind a Wilson interval of `n` trials (0 when n is 0: its rate is NaN)."""
+    if n == 0:
+        return 0
+    k = round(float(interval["rate"]) * n)
+    if wilson(k, n) != interval:
+        raise ValueError("not a count of n")
+    return k
 
 
 def _turnover(trades: pd.DataFrame, equity: pd.DataFrame) -> float:
@@ -191,10 +239,10 @@ def _turnover(trades: pd.DataFrame, equity: pd.DataFrame) -> float:
 
 
 def analyse(
-    trades: pd.DataFrame, equity: pd.DataFrame, records: Sequence[Mapping[str, Any]],
+    trades: pd.DataFrame, equity: pd.DataFrame, records: RecordCounts,
     close_eur: pd.DataFrame | None = None, periods_per_year: float = 252,
 ) -> dict[str, Any]:
-    """Every decision analytic of one arm."""
+    """Every decision analytic of one arm (`records`: the counts of its decision records)."""
     trips = round_trips(trades)
     out: dict[str, Any] = {
         "fills": int(len(_fills(trades))),
@@ -202,8 +250,8 @@ def analyse(
         "win_rate_by_holding": win_rates(trips),
         "turnover_ann": _turnover(trades, equity),
         **cash_drag(equity, periods_per_year),
-        "cuts": cut_counts(records),
-        "fallbacks": fallback_rates(records),
+        "cuts": records.cuts(),
+        "fallbacks": records.fallbacks(),
         "note": "intervals are 95%: normal for means (optimistic: an arm's trades overlap in time), Wilson for rates",
     }
     if close_eur is not None:

@@ -437,23 +437,31 @@ def _run_experiment(exp, sessions: Sequence[pd.Timestamp], market: MarketData, p
     return (time.perf_counter() - t0) / max(len(todo), 1)
 
 
+def _verdicts(root: Path) -> dict | None:
+    """STATE/experiment.json as it stands (None when there is none, or it cannot be read)."""
+    try:
+        data = json.loads((Path(root) / "experiment.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def _judged_as_of(root: Path) -> str | None:
     """The session STATE/experiment.json judges (None when there is none yet)."""
-    try:
-        return json.loads((Path(root) / "experiment.json").read_text(encoding="utf-8")).get("as_of")
-    except (OSError, ValueError, AttributeError):
-        return None
+    return (_verdicts(root) or {}).get("as_of")
 
 
 def _judge(exp, market: MarketData, cfg: Config) -> dict:
-    """The verdict and analytics of every arm, written to STATE/experiment.json."""
+    """The verdict and analytics of every arm, written to STATE/experiment.json (the counts
+    of the decision records it judged before are taken from it: engine.backtest.experiment)."""
     from engine.arms import read_manifest
     from engine.backtest.evaluate import close_eur
     from engine.backtest.experiment import judge_arms
     from engine.state import atomic_write_bytes, dumps
 
     stores = {a.name: a.store for a in exp.arms}
-    result = judge_arms(stores, cfg, read_manifest(exp.root.root), close_eur(market, cfg))
+    result = judge_arms(stores, cfg, read_manifest(exp.root.root), close_eur(market, cfg),
+                        previous=_verdicts(exp.root.root))
     as_of = exp.headline.portfolio.as_of
     result = {"as_of": as_of.isoformat() if as_of else None, **result}  # the session they judge
     atomic_write_bytes(exp.root.root / "experiment.json", dumps(result), durable=exp.root.durable)

@@ -25,9 +25,7 @@ import engine
 
 from engine.config import Config
 from engine.errors import ConfigError, StateCorrupt
-from engine.monitor import ALERTS_FILE, read_alerts
 from engine.portfolio.ledger import Portfolio
-from engine.report.weekly import iso_week, report_path
 from engine.state import StateStore
 
 KINDS = ("daily", "monitor", "weekly")
@@ -87,6 +85,8 @@ def monitor_message(state: Path) -> str:
     """``2026-11-24 15:02 UTC: 2 alerts (MC.PA -2.4%, PORTFOLIO -2.1%)``: the alerts of the
     latest monitor run in ``alerts.jsonl`` (the monitor stamps a run's alerts with its date and
     time; the file only changes when a run adds some), or ``no new alert``."""
+    from engine.monitor import ALERTS_FILE, read_alerts  # here: the daily job's build_info needs neither
+
     alerts = read_alerts(state / ALERTS_FILE)
     if not alerts:
         return "monitor: no new alert"
@@ -103,6 +103,8 @@ def monitor_message(state: Path) -> str:
 def weekly_message(state: Path) -> str:
     """``2026-W48 weekly report``: the ISO week of the last session done, whose report
     ``python -m engine weekly`` writes by default."""
+    from engine.report.weekly import iso_week, report_path
+
     week = iso_week(_portfolio(StateStore(state)).as_of)
     report = report_path(state, week)
     if not report.exists():

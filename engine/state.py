@@ -414,7 +414,9 @@ def _check_frame(path: Path, df: pd.DataFrame, schema: Mapping[str, str], extra:
             if s.isna().any():
                 raise StateCorrupt(f"{path} column {col} has a missing date")
         elif kind == _S:
-            if not (pd.api.types.is_string_dtype(s) and s.map(type).eq(str).all()):
+            # a text dtype holds strings or NA; any other string dtype is checked value by value
+            text = s.dtype == _TEXT and not s.isna().any()
+            if not (text or (pd.api.types.is_string_dtype(s) and s.map(type).eq(str).all())):
                 raise StateCorrupt(f"{path} column {col} holds {s.dtype}, not text")
         elif str(s.dtype) != kind and not (kind == _F and str(s.dtype) == _I):  # a whole number is a float
             raise StateCorrupt(f"{path} column {col} holds {s.dtype}, not {kind}")
@@ -430,17 +432,22 @@ def _check_frame(path: Path, df: pd.DataFrame, schema: Mapping[str, str], extra:
     return _typed(df, schema, extra)
 
 
+_TEXT = pd.api.types.pandas_dtype(str)  # what astype(str) gives
+
+
 def _typed(df: pd.DataFrame, schema: Mapping[str, str], extra: Callable[[str], str | None]) -> pd.DataFrame:
-    """`df` with the dtypes of its schema (an empty frame gets them too)."""
+    """`df` with the dtypes of its schema (an empty frame gets them too); a column that has
+    its dtype already is kept as it is (a converted copy would be the same)."""
     types = {c: (schema.get(c) or extra(c) or "object") for c in df.columns}
     out = {}
     for c, kind in types.items():
+        s = df[c]
         if kind == _D:
-            out[c] = pd.to_datetime(df[c]).astype("datetime64[ns]")
+            out[c] = s if s.dtype == "datetime64[ns]" else pd.to_datetime(s).astype("datetime64[ns]")
         elif kind == _S:
-            out[c] = df[c].astype(str) if len(df) else df[c].astype(object)
+            out[c] = (s if s.dtype == _TEXT else s.astype(str)) if len(df) else s.astype(object)
         else:
-            out[c] = df[c].astype(kind)
+            out[c] = s if s.dtype == kind else s.astype(kind)
     return pd.DataFrame(out, columns=list(df.columns), index=df.index)
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from engine.analytics import cash_drag, cut_counts, fallback_rates, forward_returns, round_trips, win_rates, wilson
+from engine.analytics import RecordCounts, cash_drag, forward_returns, round_trips, win_rates, wilson
 from engine.backtest.verdict import (
     deflated_sharpe_ratio,
     excess_return_test,
@@ -70,9 +71,9 @@ def test_cuts_and_holds_are_counted_by_rule_and_cause():
         {"cuts": [{"stage": "sizing"}], "answer": {"fallback": "the model refused: no"}},
         {"cuts": [], "answer": {"fallback": None}},
     ]
-    c = cut_counts(recs)
+    c = RecordCounts.of(recs).cuts()
     assert c["by_rule"] == {"guardrail:reentry_cooldown": 1, "sizing": 2} and c["sessions_with_cuts"]["rate"] == 0.5
-    f = fallback_rates(recs)
+    f = RecordCounts.of(recs).fallbacks()
     assert f["hold_rate"]["rate"] == 0.5
     assert set(f["by_cause"]) == {"the LLM server answered HTTP 500", "the model refused"}
 
@@ -120,3 +121,28 @@ def test_the_deflated_sharpe_ratio_is_the_psr_for_one_trial_and_lower_for_many()
     nd, g = NormalDist(), 0.5772156649015329
     sr0 = np.std(srs, ddof=1) * ((1 - g) * nd.inv_cdf(1 - 1 / 4) + g * nd.inv_cdf(1 - 1 / (4 * math.e)))
     assert v["sr0_per_period"] == pytest.approx(sr0)
+
+
+def test_record_counts_are_taken_back_from_the_analytics_they_gave_and_add_up():
+    recs = [
+        {"cuts": [{"stage": "guardrail:exposure"}], "answer": {"fallback": None}},
+        {"cuts": [], "answer": {"fallback": "the model refused: no"}},
+        {"cuts": [{"stage": "sizing"}, {"stage": "sizing"}], "answer": {"fallback": "the daily LLM budget is spent"}},
+        {"cuts": [], "answer": {"fallback": None}},
+        {"cuts": [{}], "answer": {}},
+    ]
+    before = RecordCounts.of(recs[:3])
+    written = json.loads(json.dumps({"cuts": before.cuts(), "fallbacks": before.fallbacks()}))
+    again = RecordCounts.from_analytics(written)
+    assert again == before
+    for r in recs[3:]:
+        again.add(r)
+    assert again == RecordCounts.of(recs)
+    # Figures that are not whole counts of their sessions, or that disagree, are not taken.
+    odd = json.loads(json.dumps(written))
+    odd["cuts"]["sessions_with_cuts"]["rate"] = 0.5
+    assert RecordCounts.from_analytics(odd) is None
+    odd = json.loads(json.dumps(written))
+    odd["fallbacks"]["hold_rate"]["n"] = 4
+    assert RecordCounts.from_analytics(odd) is None
+    assert RecordCounts.from_analytics({"cuts": {}}) is None

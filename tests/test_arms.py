@@ -95,6 +95,42 @@ def test_the_verdict_and_analytics_are_computed_for_every_arm(demo_out):
     assert exp["trials"] == 2 and "deflated" in exp["arms"]["rules"] and "deflated" not in exp["arms"]["equal_weight"]
 
 
+
+def test_a_daily_verdict_reads_only_the_new_records_and_equals_the_full_recomputation(demo_out, tmp_path, config):
+    import shutil
+
+    from engine.arms import arm_folders, read_manifest
+    from engine.backtest.evaluate import close_eur
+    from engine.backtest.experiment import _counted, _record_names, judge_arms
+    from engine.data.demo import DemoSource
+    from engine.state import StateStore, dumps
+
+    state = tmp_path / "state"
+    shutil.copytree(demo_out[0], state)
+    before = json.loads((state / "experiment.json").read_text())
+    assert main(["daily", "--state", str(state), "--source", "demo", "--seed", "5", "--date", "2025-01-02"]) == 0
+    stores = {name: StateStore(folder) for name, folder in arm_folders(state).items()}
+    for name, store in stores.items():  # the day before's counts are those of all records but the new one
+        store.load()
+        names = _record_names(store.root / "decisions")
+        counts = _counted(before["arms"][name], names, store.equity())
+        assert counts is not None and counts.sessions == len(names) - 1 == 60, name
+    assert sum(before["arms"]["random"]["analytics"]["cuts"]["by_rule"].values()) > 0  # there is something to count
+    close = close_eur(DemoSource(seed=5).load(config, "2024-01-02", "2025-01-02"), config)
+    full = dumps(judge_arms(stores, config, read_manifest(state), close))
+    assert dumps(judge_arms(stores, config, read_manifest(state), close, previous=before)) == full
+    # Verdicts that are not this folder's are not taken over: another arm's counts (as many
+    # sessions, another NAV), or counts whose last record is not the one on their last session
+    # (a record has appeared before it).
+    swapped = {**before, "arms": {**before["arms"], "random": before["arms"]["rules"]}}
+    names = _record_names(stores["random"].root / "decisions")
+    assert _counted(swapped["arms"]["random"], names, stores["random"].equity()) is None
+    assert dumps(judge_arms(stores, config, read_manifest(state), close, previous=swapped)) == full
+    rules = stores["rules"].root / "decisions"
+    (rules / "2024" / "10-05.json").write_text(json.dumps({"cuts": [{"stage": "sizing"}], "answer": {}}))
+    full = dumps(judge_arms(stores, config, read_manifest(state), close))
+    assert dumps(judge_arms(stores, config, read_manifest(state), close, previous=before)) == full
+
 class Scripted:
     name = "scripted"
 

@@ -8,18 +8,21 @@ and, since several arms (and prompt versions) are compared, the deflated Sharpe 
 each active arm for the number of trials (passive baselines are not trials).
 
 Everything is computed from what the arms wrote (equity, trades, decision records), so a
-re-evaluation gives the same figures.
+re-evaluation gives the same figures; a daily run takes the counts of the decision records
+it judged the day before from its previous verdicts, and reads only the new records.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pandas as pd
 
-from engine.analytics import analyse
+from engine.analytics import RecordCounts, analyse
 from engine.backtest.metrics import performance, returns_from_nav
 from engine.backtest.verdict import (
     deflated_sharpe_ratio,
@@ -33,18 +36,55 @@ from engine.data.calendars import sessions_per_year
 from engine.state import StateStore
 
 
-def decision_records(store: StateStore) -> Iterator[dict[str, Any]]:
-    """Every decision record of a state folder, in date order."""
+def record_counts(store: StateStore, equity: pd.DataFrame, previous: Mapping[str, Any] | None = None) -> RecordCounts:
+    """The analytics' counts of every decision record of a state folder, read one record at
+    a time (memory does not grow with the number of records).
+
+    `previous`: this arm's entry in a verdict written earlier (experiment.json). The records
+    it counted are not read again when it matches the folder: it counted as many records as
+    there are up to the session its performance ends at, the last of them on that session,
+    whose NAV in `equity` is its final NAV. Only the records after are read, so a daily run
+    reads one record per arm, however long the history; any other case reads them all."""
     folder = store.root / "decisions"
-    for path in sorted(folder.glob("*/*.json")):
-        yield orjson.loads(path.read_bytes())
+    names = _record_names(folder)
+    counts = _counted(previous, names, equity) or RecordCounts()
+    for year, day in names[counts.sessions:]:
+        counts.add(orjson.loads((folder / year / day).read_bytes()))
+    return counts
 
 
-def _what_analytics_read(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The parts of a decision record the analytics count (each cut's stage, the fallback):
-    a long run's records are read one at a time, and only these stay in memory."""
-    return {"cuts": [{"stage": c.get("stage", "?")} for c in record.get("cuts") or []],
-            "answer": {"fallback": (record.get("answer") or {}).get("fallback")}}
+def _record_names(folder: Path) -> list[tuple[str, str]]:
+    """(year, file) of each ``folder/*/*.json`` in date order (YYYY/MM-DD.json): a long
+    history's names are listed in milliseconds."""
+    if not folder.is_dir():
+        return []
+    found = []
+    with os.scandir(folder) as years:
+        for year in years:
+            if year.is_dir():
+                with os.scandir(year.path) as days:
+                    found += [(year.name, day.name) for day in days if day.name.endswith(".json")]
+    return sorted(found)
+
+
+def _counted(previous: Mapping[str, Any] | None, names: Sequence[tuple[str, str]],
+             equity: pd.DataFrame) -> RecordCounts | None:
+    """The counts of `previous` when they are those of the first records `names` lists (see
+    :func:`record_counts`), else None."""
+    if not isinstance(previous, Mapping):
+        return None
+    counts = RecordCounts.from_analytics(previous.get("analytics") or {})
+    perf = previous.get("performance")
+    if counts is None or not 0 < counts.sessions <= len(names) or not isinstance(perf, Mapping):
+        return None
+    year, day = names[counts.sessions - 1]
+    end = perf.get("end")
+    if not isinstance(end, str) or f"{year}-{day.removesuffix('.json')}" != end:  # the last it counted
+        return None
+    nav = equity.loc[equity["date"] == pd.Timestamp(end), "nav_eur"]  # and the arm it judged
+    if len(nav) != 1 or float(nav.iloc[0]) != perf.get("final_nav_eur"):
+        return None
+    return counts
 
 
 def arm_nav(store: StateStore) -> pd.Series:
@@ -54,15 +94,19 @@ def arm_nav(store: StateStore) -> pd.Series:
 
 def judge_arms(
     stores: Mapping[str, StateStore], config: Config, manifest: Mapping[str, Any] | None = None,
-    close_eur: pd.DataFrame | None = None, n_boot: int = 2000,
+    close_eur: pd.DataFrame | None = None, n_boot: int = 2000, previous: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """{arms: {name: {label, performance, verdict, mde, analytics, deflated}}, treatment_vs_control,
     trials} for the arms whose folders are in `stores`. Annualised over the calendar's sessions
-    per year (about 258 for New York + Paris)."""
+    per year (about 258 for New York + Paris). `previous`: the verdicts written earlier for
+    these folders (experiment.json), whose counts of the decision records are taken over
+    where they match (:func:`record_counts`): the same answer as without."""
     capital = config.portfolio.starting_capital_eur
     ppy = sessions_per_year({i.calendar for i in config.instruments.values()})
     specs = config.arm_by_name
     info = (manifest or {}).get("arms", {})
+    before = previous.get("arms") if isinstance(previous, Mapping) else None
+    before = before if isinstance(before, Mapping) else {}
     saved = {name: s.load() for name, s in stores.items()}  # each folder read and checked once
     navs = {name: arm_nav(s) for name, s in stores.items()}
     navs = {k: v for k, v in navs.items() if len(v)}
@@ -87,8 +131,8 @@ def judge_arms(
                 periods_per_year=ppy,
             ),
             "llm_cost_usd_per_session": (p.llm.cost_usd / len(nav)) if p and len(nav) else 0.0,
-            "analytics": analyse(trades, equity, [_what_analytics_read(r) for r in decision_records(store)],
-                                 close_eur, periods_per_year=ppy),
+            "analytics": analyse(trades, equity, record_counts(store, equity, before.get(name)), close_eur,
+                                 periods_per_year=ppy),
         }
         if ref in rets and name != ref:
             entry["verdict"] = verdict(rets[name], rets[ref], n_boot=n_boot, periods_per_year=ppy)
