@@ -176,6 +176,8 @@ _ORJSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
 def _default(x: Any) -> Any:
+    if isinstance(x, Mapping):  # a brief rendered when read (engine.decision.BriefRecord)
+        return dict(x)
     if isinstance(x, pd.Timestamp):
         return x.date().isoformat()
     if hasattr(x, "item"):  # numpy scalars
