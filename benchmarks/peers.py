@@ -1,6 +1,6 @@
 """Our backtest beside bt and vectorbt: the same equal-weight job, whole processes, same panel.
 
-    python benchmarks/peers.py [--runs N] [--years Y] [--peer-python PATH] [--keep DIR]
+    python benchmarks/peers.py [--runs N] [--years Y] [--peer-python PATH] [--keep DIR] [--outputs DIR]
 
 The job: the 21 assets of the seeded demo market (seed 42), the last Y years (default 10:
 2,583 sessions) ending 2025-12-31, EUR 10,000, an equal weight of every asset rebalanced
@@ -27,6 +27,14 @@ metrics.json. The figure is each whole process's wall time (interpreter start, i
 reading the panel, the run, the results), the median of N runs (default 3), and its
 ratio to ours (the equal-weight run).
 
+Our runs write their audit trail (about 5,000 files for 10 years: a decision record per
+session, and its hard link in the arm's folder); the peers write nothing. What creating
+those files costs depends on the filesystem, and on some it is most of the difference: on
+an ext4 folder where many files were just deleted (a temporary folder reused by
+benchmarks), the kernel's search for a free inode made a run up to 2 s slower than on a
+fresh folder or a RAM disk. ``--outputs`` chooses the folder, so the comparison can be
+made on each.
+
 bt and vectorbt are not dependencies of the project (they pin their own numpy, numba and
 pandas ranges, and the lock is compiled with every extra and installed whole by CI): put
 them in a venv of their own and point ``--peer-python`` (or ``PEERS_PYTHON``) at it::
@@ -40,6 +48,7 @@ A peer whose package that interpreter cannot import is skipped with a message.
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import shutil
 import statistics
@@ -156,10 +165,19 @@ def main() -> None:
     ap.add_argument("--peer-python", default=os.environ.get("PEERS_PYTHON", "/work/venv-peers/bin/python"),
                     help="the interpreter with bt and vectorbt (default $PEERS_PYTHON or /work/venv-peers/bin/python)")
     ap.add_argument("--keep", type=Path, help="keep the panel and our outputs in this folder")
+    ap.add_argument("--outputs", type=Path,
+                    help="where our runs write their state folders (default: beside the panel, in the temporary "
+                         "folder or --keep); creating 5,000 files costs what this filesystem charges")
     args = ap.parse_args()
+    # Our engine's modules compiled once, as an installed package's are (pip compiles them;
+    # with PYTHONDONTWRITEBYTECODE set, each run of an editable install would compile them
+    # again, a cost the peers' installed packages do not pay).
+    compileall.compile_dir(ROOT / "engine", quiet=1)
 
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
+        outputs = args.outputs or work
+        outputs.mkdir(parents=True, exist_ok=True)
         panel = work / "panel"
         fx_name, usd, first, n = export_panel(panel, args.years)
         config = work / "equal_weight.toml"
@@ -176,9 +194,9 @@ def main() -> None:
         rules_cfg = work / "rules.toml"
         rules_cfg.write_text(csv_cfg, encoding="utf-8")
         jobs["ours, equal weight (1 arm)"] = (ours + ["--policy", "equal_weight", "--config", str(config),
-                                                      "--out", str(work / "ours-ew")], env)
+                                                      "--out", str(outputs / "ours-ew")], env)
         jobs["ours, rules (5 arms)"] = (ours + ["--policy", "rules", "--config", str(rules_cfg),
-                                                "--out", str(work / "ours-rules")], env)
+                                                "--out", str(outputs / "ours-rules")], env)
         for name, module, script in (("bt", "bt", BT), ("vectorbt", "vectorbt", VBT)):
             if not Path(args.peer_python).exists() or not importable(args.peer_python, module):
                 print(f"{name}: skipped ({args.peer_python} cannot import {module}; see this script's docstring)")
@@ -187,11 +205,12 @@ def main() -> None:
 
         print(f"{n} sessions {first} .. {END}, 21 assets, EUR {CAPITAL:,.0f}, commission {COMMISSION_BPS:g} bp "
               f"(min EUR {COMMISSION_MIN_EUR:g}); median of {args.runs} whole-process runs; load {os.getloadavg()[0]:.2f}")
+        print(f"our runs write their state (about 5,000 files each) under {outputs}; bt and vectorbt write nothing")
         times: dict[str, list[float]] = {k: [] for k in jobs}
         said: dict[str, str] = {}
         for _ in range(args.runs):  # interleaved, so that a burst of load hits every process alike
             for name, (argv, e) in jobs.items():
-                for out in (work / "ours-ew", work / "ours-rules"):  # a fresh run each time, not a resume
+                for out in (outputs / "ours-ew", outputs / "ours-rules"):  # a fresh run each time, not a resume
                     shutil.rmtree(out, ignore_errors=True)
                 wall, stdout = timed(argv, e)
                 times[name].append(wall)
