@@ -480,7 +480,7 @@ def at_session(market: MarketData, ind: Indicators, d: pd.Timestamp, lookback: i
     j = ind.row_position(d)
     returns = ind.returns_matrix[max(0, j - lookback + 1) : j + 1]
     view = AtSession(row=row, fx=fx, figures=figures, close_local={t: f["close"] for t, f in figures.items()},
-                     returns=returns, recent=_recent(returns, ind.tickers, periods_per_year))
+                     returns=returns, recent=_recent_at(ind, j, lookback, periods_per_year))
     _AT[:] = [(weakref.ref(market), weakref.ref(ind), d, key, view)]
     return view
 
@@ -519,6 +519,49 @@ def _recent(returns: np.ndarray, tickers: list[str], periods_per_year: float) ->
             "max_dd_30s": float(dd[j])}
         for j, t in enumerate(tickers)
     }
+
+
+_RECENT_KEYS = ("ret_30s_eur", "vol_30s_ann", "worst_day_30s", "max_dd_30s")
+_RECENT_CHUNK = 512  # windows computed at once (the temporaries stay a few MB, whatever the length)
+_RECENT_TABLE: list[tuple[Any, tuple[int, float], np.ndarray]] = []  # the last run's, at most one
+
+
+def _recent_at(ind: Indicators, j: int, lookback: int, periods_per_year: float) -> dict[str, dict[str, float]]:
+    """:func:`_recent` of the risk window ending at row `j` of the indicators, from a table
+    of every window computed once per run (the same figures, to the last bit)."""
+    w = min(lookback, RECENT_SESSIONS)
+    if w < 2 or j < w - 1:  # no window, or a shorter one than the rest (the first sessions)
+        return _recent(ind.returns_matrix[max(0, j - lookback + 1) : j + 1], ind.tickers, periods_per_year)
+    key = (w, periods_per_year)
+    if not (_RECENT_TABLE and _RECENT_TABLE[0][0]() is ind and _RECENT_TABLE[0][1] == key):
+        _RECENT_TABLE[:] = [(weakref.ref(ind), key, _recent_table(ind.returns_matrix, w, periods_per_year))]
+    rows = _RECENT_TABLE[0][2][:, j - (w - 1), :].T.tolist()
+    return {t: dict(zip(_RECENT_KEYS, row, strict=True)) for t, row in zip(ind.tickers, rows, strict=True)}
+
+
+def _recent_table(returns: np.ndarray, w: int, periods_per_year: float) -> np.ndarray:
+    """The four figures of :func:`_recent` for every window of `w` rows of `returns`:
+    ``[figure, window, asset]``, the window ending at row ``window + w - 1``. Each window
+    is copied into a block laid out as the slice :func:`_recent` is given (an asset's
+    returns contiguous when they are in `returns`, as pandas gives them; a session's
+    otherwise), so that numpy adds, multiplies and compares in the same order and every
+    figure is the one it computes (tests/test_step.py checks it bit for bit)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    by_asset = returns.flags.f_contiguous and not returns.flags.c_contiguous
+    n = len(returns) - w + 1
+    out = np.empty((len(_RECENT_KEYS), max(n, 0), returns.shape[1]))
+    for a in range(0, n, _RECENT_CHUNK):
+        windows = sliding_window_view(returns[a : a + _RECENT_CHUNK + w - 1], w, axis=0)  # [window, asset, row]
+        r = np.ascontiguousarray(windows if by_asset else windows.transpose(0, 2, 1))
+        axis = 2 if by_asset else 1  # the rows of a window
+        b = a + len(r)
+        path = np.cumprod(1 + r, axis=axis)
+        out[3, a:b] = (path / np.maximum.accumulate(path, axis=axis) - 1).min(axis=axis)
+        out[0, a:b] = path[:, :, -1] - 1 if by_asset else path[:, -1] - 1
+        out[1, a:b] = r.std(axis=axis, ddof=1) * math.sqrt(periods_per_year)
+        out[2, a:b] = r.min(axis=axis)
+    return out
 
 
 def run(

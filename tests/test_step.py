@@ -221,3 +221,27 @@ def test_arms_stepping_one_session_share_its_figures_but_never_their_changes(con
     assert [r.record for r in together] == [r.record for r in alone]
     assert [r.record for r in together_other] == [r.record for r in alone_other]
     assert [r.record["orders"] for r in together] != [r.record["orders"] for r in together_other]
+
+
+@pytest.mark.parametrize("layout", ["F", "C"])
+@pytest.mark.parametrize("lookback", [250, 30, 12, 1])
+def test_the_recent_figures_of_every_session_are_those_of_its_own_window_to_the_last_bit(monkeypatch, lookback, layout):
+    """The brief's last-30-sessions figures come from a table computed once per run: on real
+    prices (skfolio's S&P 500 stocks) they are, at every session, those of the window
+    itself, bit for bit, from the first sessions (shorter windows) through chunk edges,
+    whether the returns are laid out by asset (as pandas gives them) or by session."""
+    import engine.step as step_module
+    from tests.realdata import sp500_closes
+
+    closes = sp500_closes().iloc[:800]
+    ind = type("Ind", (), {})()  # what _recent_at reads of the indicators
+    ind.returns_matrix = np.asarray(np.nan_to_num(closes.pct_change().to_numpy(dtype=float)), order=layout)
+    ind.tickers = list(closes.columns)
+    monkeypatch.setattr(step_module, "_RECENT_CHUNK", 97)  # many chunk edges
+    monkeypatch.setattr(step_module, "_RECENT_TABLE", [])
+    r = ind.returns_matrix
+    for j in range(len(r)):
+        got = step_module._recent_at(ind, j, lookback, 252.0)
+        want = step_module._recent(r[max(0, j - lookback + 1) : j + 1], ind.tickers, 252.0)
+        assert got == want, f"session {j}"  # floats compared exactly (no NaN: missing returns are 0)
+    assert step_module._recent_at(ind, len(r) - 1, lookback, 252.0) != {} or lookback == 1
