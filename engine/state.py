@@ -153,6 +153,11 @@ def _link_atomic(source: Path, path: Path) -> bool:
     tmp = path.parent / f".{path.name}.link.tmp"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, path)  # a new name (a backtest's): the link is atomic by itself
+            return True
+        except FileExistsError:
+            pass  # a session saved again: replace the old file at once
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         os.link(source, tmp)

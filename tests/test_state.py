@@ -274,3 +274,18 @@ def test_the_roots_decision_records_are_its_headline_arms_written_once(tmp_path,
     assert snapshot(tmp_path / "copied") == snapshot(tmp_path / "linked")
     copied = tmp_path / "copied" / "decisions"
     assert not any((copied / r).samefile(tmp_path / "copied" / "arms" / "rules" / "decisions" / r) for r in records)
+
+
+def test_a_record_linked_again_replaces_the_old_one(tmp_path):
+    """The root's record of a session saved again (a run redoing a save that did not
+    finish) is the new record, never the old one kept because its name was taken."""
+    from engine.state import _link_atomic
+
+    old, new = tmp_path / "arm" / "old.json", tmp_path / "arm" / "new.json"
+    old.parent.mkdir()
+    old.write_bytes(b'{"v": 1}\n')
+    new.write_bytes(b'{"v": 2}\n')
+    path = tmp_path / "root" / "decisions" / "2024" / "03-01.json"
+    assert _link_atomic(old, path) and path.samefile(old)
+    assert _link_atomic(new, path) and path.samefile(new) and path.read_bytes() == b'{"v": 2}\n'
+    assert sorted(p.name for p in path.parent.iterdir()) == ["03-01.json"]  # no temporary name left
