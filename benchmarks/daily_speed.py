@@ -6,7 +6,9 @@ Makes a state once (`python -m engine demo --sessions S --end 2025-12-30`, every
 arm, default 250 sessions), then runs `daily --date 2025-12-31` N times (default 5), each
 on a fresh copy of that state, in a fresh process: interpreter start, imports, the
 calendars, the lock and strict load of every arm, the market data, the indicators, one
-step of every arm, the saves and the verdicts. `--source csv` reads the demo panel
+step of every arm, the saves and the verdicts. The engine's modules are compiled first, as an
+installed package's are (with PYTHONDONTWRITEBYTECODE set, an editable install would
+compile them again in every run). `--source csv` reads the demo panel
 exported once as CSV files (an offline stand-in for the Yahoo download). Prints each run
 and the median, with the load average.
 """
@@ -14,6 +16,7 @@ and the median, with the load average.
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import shutil
 import statistics
@@ -35,6 +38,7 @@ def main() -> None:
     args = ap.parse_args()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ALMOST_SURELY_NOW": f"{DAY}T23:59:00+00:00"}
     env.pop("OPENAI_API_KEY", None)  # the offline arms only
+    compileall.compile_dir(ROOT / "engine", quiet=1)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         subprocess.run([sys.executable, "-m", "engine", "demo", "--out", str(work / "made"), "--sessions",

@@ -518,13 +518,16 @@ class StateStore:
     runs); a backtest may skip it for the decision files, which a resumed run rewrites.
 
     :meth:`load` reads and cross-checks the whole folder once; :meth:`equity` and
-    :meth:`trades` then give the committed rows (sessions up to ``as_of``) only."""
+    :meth:`trades` then give the committed rows (sessions up to ``as_of``) only. A save
+    keeps what it wrote as what was read: the next save and readers in this process use it
+    (:meth:`forget` when another process writes the folder)."""
 
     def __init__(self, root: Path, durable: bool = True, today: Callable[[], dt.date] | None = None):
         self.root = Path(root)
         self.durable = durable
         self._today = today or (lambda: dt.datetime.now(dt.UTC).date())
         self._loaded: tuple[Portfolio | None, pd.DataFrame, pd.DataFrame] | None = None
+        self._loaded_stamp: tuple[tuple[int, int, int] | None, ...] = ()
         self._prompts: Prompts | None = None  # the stored system prompts, read once each
 
     @property
@@ -551,7 +554,33 @@ class StateStore:
     def load(self) -> Portfolio | None:
         """The saved portfolio, or None for a state folder with nothing in it yet; every
         file is validated and cross-checked first (StateCorrupt, exit 4)."""
+        stamp = self._stamp()  # before reading: a file changed meanwhile reads as changed
         self._loaded = self._load_all()
+        self._loaded_stamp = stamp
+        return self._loaded[0]
+
+    def _stamp(self) -> tuple[tuple[int, int, int] | None, ...]:
+        """Which files are there now (inode, size, modification time): a file another
+        writer replaced or rewrote since this store read or wrote it has another stamp."""
+        out = []
+        for path in (self.portfolio_path, self.equity_path, self.trades_path):
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                out.append(None)
+            else:
+                out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        return tuple(out)
+
+    def _still_loaded(self) -> bool:
+        """What this store read or wrote last is what the folder holds (no one else wrote it)."""
+        return self._loaded is not None and self._loaded_stamp == self._stamp()
+
+    def current(self) -> Portfolio | None:
+        """The portfolio as this store last loaded or saved it (the folder is loaded when
+        it has neither): what :meth:`load` would give, without reading it all again."""
+        if not self._still_loaded():
+            self.load()
         return self._loaded[0]
 
     def equity(self) -> pd.DataFrame:
@@ -664,9 +693,11 @@ class StateStore:
         each decision record is then a hard link to the twin's file, not a second copy
         encoded and written again (a copy where the filesystem has no hard links)."""
         try:
-            self._save(portfolio, results, twin)
-        finally:
+            self._loaded = self._save(portfolio, results, twin)
+            self._loaded_stamp = self._stamp()
+        except BaseException:
             self._loaded = None
+            raise
 
     def forget(self) -> None:
         """Drop what was read: another process is writing this folder."""
@@ -680,9 +711,16 @@ class StateStore:
             return
         write_record(path, r.record, durable=self.durable)
 
-    def _save(self, portfolio: Portfolio, results: Sequence[StepResult], twin: StateStore | None = None) -> None:
-        old_equity = self._read_parquet(self.equity_path)
-        old_trades = self._read_parquet(self.trades_path)
+    def _save(self, portfolio: Portfolio, results: Sequence[StepResult], twin: StateStore | None = None
+              ) -> tuple[Portfolio, pd.DataFrame, pd.DataFrame] | None:
+        """Write; return what a load of the folder would now give (the portfolio, the
+        committed equity and trades), or None when the rows on disk were not read checked."""
+        cached = self._still_loaded()
+        if cached:  # the committed rows, read and checked (or written) by this store
+            _, old_equity, old_trades = self._loaded
+        else:
+            old_equity = self._read_parquet(self.equity_path)
+            old_trades = self._read_parquet(self.trades_path)
         if results:
             dates = sorted({r.date for r in results})
             span = {"first": dates[0].date().isoformat(), "last": dates[-1].date().isoformat()}
@@ -695,7 +733,8 @@ class StateStore:
             if old_trades is not None and len(old_trades):
                 keep = old_trades[~pd.to_datetime(old_trades["date"]).isin(dates)]
                 new_trades = pd.concat([keep, new_trades], ignore_index=True) if len(new_trades) else keep
-            atomic_write_parquet(self.trades_path, _typed(new_trades.reset_index(drop=True), TRADES_SCHEMA, _no_extra))
+            new_trades = _typed(new_trades.reset_index(drop=True), TRADES_SCHEMA, _no_extra)
+            atomic_write_parquet(self.trades_path, new_trades)
 
             new_equity = pd.DataFrame([r.equity for r in results])
             new_equity["date"] = pd.to_datetime(new_equity["date"]).astype("datetime64[ns]")
@@ -704,11 +743,18 @@ class StateStore:
                 new_equity = pd.concat([keep, new_equity], ignore_index=True)
             new_equity = _typed(new_equity.sort_values("date").reset_index(drop=True), EQUITY_SCHEMA, _equity_extra)
             atomic_write_parquet(self.equity_path, new_equity)
-        atomic_write_bytes(self.portfolio_path, dumps(portfolio.model_dump(mode="json")))
+            committed = (new_equity, new_trades)  # as a load reads them back (tests/test_state.py)
+        else:
+            committed = (old_equity, old_trades) if cached else None
+        data = dumps(portfolio.model_dump(mode="json"))
+        atomic_write_bytes(self.portfolio_path, data)
         try:
             self.journal_path.unlink(missing_ok=True)
         except OSError as exc:
             raise _unwritable(self.journal_path, exc) from None
+        if committed is None or (len(committed[0]) and committed[0]["date"].iloc[-1].date() != portfolio.as_of):
+            return None  # rows past as_of read from disk: a load decides what they are
+        return parse_portfolio(self.portfolio_path, data), *committed
 
 
 # The decision records are written from one thread, in order. A pool of four writers was

@@ -289,3 +289,48 @@ def test_a_record_linked_again_replaces_the_old_one(tmp_path):
     assert _link_atomic(old, path) and path.samefile(old)
     assert _link_atomic(new, path) and path.samefile(new) and path.read_bytes() == b'{"v": 2}\n'
     assert sorted(p.name for p in path.parent.iterdir()) == ["03-01.json"]  # no temporary name left
+
+
+@pytest.mark.parametrize("policy", ["rules", "hold"])
+def test_a_store_that_saved_gives_what_a_fresh_load_of_its_folder_gives(tmp_path, config, demo_market, year, policy):
+    """A save keeps what it wrote for the next save and the verdicts of the same run: that
+    is exactly what reading the folder again gives (dtypes and all, with or without a
+    trade), and a run that saves twice through one store writes the same files as two
+    runs each reading the folder first."""
+    from pandas.testing import assert_frame_equal
+
+    from engine.policies import HoldPolicy
+
+    if policy == "rules":
+        p1, r1, p2, r2 = year
+    else:
+        ind = compute_indicators(demo_market, config)
+        ctx = StepContext(config=config, policy=HoldPolicy(), source="demo seed=7", synthetic=True)
+        idx = demo_market.index
+        p1, r1 = run(Portfolio.initial(10_000, "demo seed=7"), idx[(idx >= "2024-01-02") & (idx <= "2024-01-31")],
+                     demo_market, ind, ctx)
+        p2, r2 = run(p1, idx[(idx > "2024-01-31") & (idx <= "2024-02-29")], demo_market, ind, ctx)
+        assert not any(r.fills for r in r1 + r2)
+    store = StateStore(tmp_path / "one")
+    assert store.load() is None
+    for p, results in ((p1, r1), (p2, r2)):
+        store.save(p, results)
+        fresh = StateStore(tmp_path / "one")
+        assert store.current() == fresh.load() == p
+        assert_frame_equal(store.equity(), fresh.equity())
+        assert_frame_equal(store.trades(), fresh.trades())
+        assert len(store.equity()) == len(r1) + (len(r2) if p is p2 else 0)
+    for p, results in ((p1, r1), (p2, r2)):
+        other = StateStore(tmp_path / "two")
+        other.load()
+        other.save(p, results)
+    assert snapshot(tmp_path / "one") == snapshot(tmp_path / "two")
+
+
+def test_a_store_reads_its_folder_again_once_another_writer_changed_it(tmp_path, year):
+    p1, r1, p2, r2 = year
+    mine, theirs = StateStore(tmp_path), StateStore(tmp_path)
+    mine.save(p1, r1)
+    theirs.load()
+    theirs.save(p2, r2)
+    assert mine.current() == p2 and len(mine.equity()) == len(r1) + len(r2)

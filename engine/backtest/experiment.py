@@ -107,7 +107,7 @@ def judge_arms(
     info = (manifest or {}).get("arms", {})
     before = previous.get("arms") if isinstance(previous, Mapping) else None
     before = before if isinstance(before, Mapping) else {}
-    saved = {name: s.load() for name, s in stores.items()}  # each folder read and checked once
+    saved = {name: s.current() for name, s in stores.items()}  # each folder read and checked once (or just saved)
     navs = {name: arm_nav(s) for name, s in stores.items()}
     navs = {k: v for k, v in navs.items() if len(v)}
     rets = {k: returns_from_nav(v, capital) for k, v in navs.items()}
