@@ -17,6 +17,7 @@ from engine.backtest.verdict import (
     probabilistic_sharpe_ratio,
     sharpe_per_period,
     stationary_bootstrap_indices,
+    stationary_bootstrap_means,
     verdict,
 )
 
@@ -113,6 +114,16 @@ def test_resampled_means_are_unbiased_for_the_sample_mean() -> None:
     # every position sees every index about equally often
     assert np.abs(np.bincount(idx[:, 0], minlength=300) - 4000 / 300).max() < 40
     assert np.abs(np.bincount(idx[:, -1], minlength=300) - 4000 / 300).max() < 40
+
+
+@pytest.mark.parametrize(("n", "mean_block"), [(1, 3.0), (50, 1.0), (300, 8.0), (2000, 2000.0)])
+def test_the_means_are_those_of_the_resamples_the_indices_lay_out(n: int, mean_block: float) -> None:
+    """The verdicts sum each block at once: the same resamples, the same means (to rounding)."""
+    x = np.random.default_rng(11).standard_t(3, n) / 100
+    idx = stationary_bootstrap_indices(n, mean_block, 700, np.random.default_rng(4))
+    means = stationary_bootstrap_means(x, mean_block, 700, np.random.default_rng(4))
+    np.testing.assert_allclose(means, x[idx].mean(axis=1), rtol=0, atol=1e-15)
+    assert means.std() > 0 or n == 1
 
 
 def test_index_arguments_are_checked() -> None:

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 PERIODS_PER_YEAR = 252
-BOOTSTRAP_CHUNK = 1024  # replicates resampled at once, to bound memory on long samples
+BOOTSTRAP_CELLS = 1 << 21  # replicates x sessions resampled at once, to bound memory on long samples
 
 
 # ---------------------------------------------------------------- helpers
@@ -76,6 +76,30 @@ def _normal_cdf(z: float) -> float:
 # ---------------------------------------------------------------- the stationary bootstrap
 
 
+def _blocks(n: int, mean_block: float, n_boot: int, rng: np.random.Generator | int | None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The blocks of `n_boot` stationary-bootstrap resamples of a length-`n` series, in
+    order, replicate after replicate: where each starts (``replicate * n + position``),
+    its length and the index it starts from."""
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+    if not mean_block >= 1.0:
+        raise ValueError(f"mean_block must be >= 1, got {mean_block}")
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    # single precision, twice as fast to draw: exact enough for any restart probability above
+    # 2**-24 (a mean block under 16 million sessions; excess_return_test's is at most n)
+    restart = rng.random((n_boot, n), dtype=np.float32) < np.float32(1.0 / float(mean_block))
+    restart[:, 0] = True  # a resample starts with a block
+    where = np.flatnonzero(restart)
+    # up to the next block: a replicate's last block ends with it, as the next one starts with one
+    length = np.empty_like(where)
+    np.subtract(where[1:], where[:-1], out=length[:-1])
+    length[-1] = n_boot * n - where[-1]
+    return where, length, rng.integers(0, n, where.size)
+
+
 def stationary_bootstrap_indices(
     n: int, mean_block: float, n_boot: int, rng: np.random.Generator | int | None
 ) -> np.ndarray:
@@ -88,27 +112,31 @@ def stationary_bootstrap_indices(
     every index equally likely at every position, so the resampled mean is unbiased for
     the sample mean.
 
-    Vectorised over replicates: the only Python loop runs over the `n` positions.
     Returns an ``(n_boot, n)`` integer array. `rng` is a ``numpy.random.Generator`` (or a
-    seed for one).
+    seed for one). :func:`stationary_bootstrap_means` draws the same resamples (the same
+    `rng` gives the same ones) without laying out their indices.
     """
-    if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}")
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
-    if not mean_block >= 1.0:
-        raise ValueError(f"mean_block must be >= 1, got {mean_block}")
-    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    p_restart = 1.0 / float(mean_block)
-    work = np.empty((n, n_boot), dtype=np.intp)  # position-major: each step writes a contiguous row
-    work[0] = rng.integers(0, n, n_boot)
-    for t in range(1, n):
-        nxt = work[t - 1] + 1
-        nxt[nxt == n] = 0
-        restart = rng.random(n_boot) < p_restart
-        nxt[restart] = rng.integers(0, n, int(restart.sum()))
-        work[t] = nxt
-    return np.ascontiguousarray(work.T)
+    where, length, first = _blocks(n, mean_block, n_boot, rng)
+    block = np.repeat(np.arange(where.size), length)  # the block of every cell
+    idx = np.arange(n_boot * n) - where[block] + first[block]  # its first index + the offset in it
+    idx %= n
+    return idx.reshape(n_boot, n)
+
+
+def stationary_bootstrap_means(
+    x: np.ndarray, mean_block: float, n_boot: int, rng: np.random.Generator | int | None
+) -> np.ndarray:
+    """The means of `n_boot` stationary-bootstrap resamples of `x`: those of
+    :func:`stationary_bootstrap_indices` (``x[idx].mean(axis=1)``), each block summed at
+    once from the running sums of ``x`` twice over (a block may wrap)."""
+    x = np.asarray(x, dtype=float)
+    n = x.size
+    where, length, first = _blocks(n, mean_block, n_boot, rng)
+    running = np.concatenate(([0.0], np.cumsum(np.concatenate((x, x)))))
+    sums = np.take(running, first + length)
+    sums -= np.take(running, first)
+    firsts = np.searchsorted(where, np.arange(n_boot) * n)  # each replicate's first block
+    return np.add.reduceat(sums, firsts) / n
 
 
 def _flat_top(s: np.ndarray) -> np.ndarray:
@@ -230,10 +258,10 @@ def excess_return_test(
     centred = d - mean_d
     rng = np.random.default_rng(seed)
     boot = np.empty(n_boot)
-    for start in range(0, n_boot, BOOTSTRAP_CHUNK):
-        size = min(BOOTSTRAP_CHUNK, n_boot - start)
-        idx = stationary_bootstrap_indices(n, block, size, rng)
-        boot[start : start + size] = centred[idx].mean(axis=1)
+    chunk = max(1, BOOTSTRAP_CELLS // n)
+    for start in range(0, n_boot, chunk):
+        size = min(chunk, n_boot - start)
+        boot[start : start + size] = stationary_bootstrap_means(centred, block, size, rng)
     p_value = (1.0 + float(np.count_nonzero(boot >= mean_d))) / (n_boot + 1.0)
     tail = (1.0 - confidence) / 2.0
     q_lo, q_hi = np.quantile(boot, [tail, 1.0 - tail])
