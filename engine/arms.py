@@ -39,6 +39,7 @@ from typing import Any
 
 import pandas as pd
 
+from engine.analytics import RecordCounts
 from engine.backtest.benchmarks import arm_lines, track_indices
 from engine.config import ArmConfig, Config
 from engine.data.market import MarketData
@@ -113,6 +114,9 @@ class Arm:
     first_saved: dt.date | None = None
     last_saved: StepResult | None = None
     step_seconds: float = 0.0
+    # The analytics' counts of every decision record in the arm's folder, when this run wrote
+    # them all (it began on an empty folder): the verdicts then need not read them back.
+    counts: RecordCounts | None = None
     inherited_versions: list[dict[str, Any]] = field(default_factory=list)  # from a headline it continues
 
     @property
@@ -176,7 +180,8 @@ def open_experiment(
             policy = make_arm_policy(spec, cfg)
         ctx = StepContext(config=cfg, policy=policy, source=source, synthetic=synthetic, guarded=not spec.passive,
                           build=build)
-        arms.append(Arm(spec=spec, store=store, ctx=ctx, portfolio=p))
+        fresh = store.current() is None and not (store.root / "decisions").exists()
+        arms.append(Arm(spec=spec, store=store, ctx=ctx, portfolio=p, counts=RecordCounts() if fresh else None))
     head = next(a for a in arms if a.name == headline.name)
     head.inherited_versions = inherited
     return Experiment(root=root_store, headline=head, arms=arms)
@@ -339,6 +344,9 @@ def _detach(exp: Experiment) -> dict[str, list[StepResult]]:
     batch = {}
     for arm in exp.arms:
         batch[arm.name] = arm.unsaved
+        if arm.counts is not None:
+            for r in arm.unsaved:
+                arm.counts.add(r.record)
         if arm.unsaved:
             arm.first_saved = arm.first_saved or arm.unsaved[0].date.date()
             arm.last_saved = arm.unsaved[-1]

@@ -709,7 +709,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     per_session = _run_experiment(exp, sessions, market, progress=True)
     arms = {a.name: a.store for a in exp.arms}
     metrics = evaluate(exp.root, arms, exp.headline.name, market, cfg, run_info, args.out,
-                       charts=not args.no_charts, manifest=read_manifest(exp.root.root))
+                       charts=not args.no_charts, manifest=read_manifest(exp.root.root),
+                       counts={a.name: a.counts for a in exp.arms if a.counts is not None})
     from engine.state import atomic_write_bytes, dumps
 
     as_of = exp.headline.portfolio.as_of

@@ -131,6 +131,34 @@ def test_a_daily_verdict_reads_only_the_new_records_and_equals_the_full_recomput
     full = dumps(judge_arms(stores, config, read_manifest(state), close))
     assert dumps(judge_arms(stores, config, read_manifest(state), close, previous=before)) == full
 
+def test_a_backtests_verdicts_count_the_records_it_wrote_as_reading_them_back_would(tmp_path, config):
+    """A backtest counts its arms' records as it saves them; its verdicts are those of a
+    re-evaluation that reads every record (and counts that do not match the folder, as
+    many records as it holds, are not taken)."""
+    from engine.analytics import RecordCounts
+    from engine.arms import arm_folders, read_manifest
+    from engine.backtest.evaluate import close_eur
+    from engine.backtest.experiment import judge_arms, record_counts
+    from engine.data.demo import DemoSource
+    from engine.state import StateStore, dumps
+
+    out = tmp_path / "bt"
+    assert main(["backtest", "--source", "demo", "--policy", "rules", "--start", "2024-01-02", "--end", "2024-05-31",
+                 "--no-charts", "--out", str(out)]) == 0
+    written = json.loads((out / "metrics.json").read_text())["experiment"]["arms"]
+    stores = {name: StateStore(folder) for name, folder in arm_folders(out / "state").items()}
+    close = close_eur(DemoSource(seed=42).load(config, "2024-01-02", "2024-05-31"), config)
+    again = judge_arms(stores, config, read_manifest(out / "state"), close)["arms"]
+    assert set(written) == OFFLINE_ARMS
+    for name in written:
+        assert written[name]["analytics"] == json.loads(dumps(again[name]["analytics"])), name
+    assert sum(written["random"]["analytics"]["cuts"]["by_rule"].values()) > 0  # there was something to count
+    store = stores["random"]
+    full = record_counts(store, store.equity())
+    assert record_counts(store, store.equity(), known=RecordCounts(sessions=3, with_cut=3)) == full
+    assert full.sessions == len(store.equity()) and full.with_cut > 0
+
+
 class Scripted:
     name = "scripted"
 

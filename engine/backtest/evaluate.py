@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from engine.analytics import RecordCounts
 from engine.backtest.benchmarks import index_keys
 from engine.backtest.experiment import arm_nav, judge_arms
 from engine.backtest.metrics import performance
@@ -55,8 +56,11 @@ def labels(config: Config) -> dict[str, str]:
 def evaluate(
     store: StateStore, arms: Mapping[str, StateStore], headline: str, market: MarketData, config: Config,
     run: dict[str, Any], out: Path, charts: bool = True, manifest: Mapping[str, Any] | None = None,
+    counts: Mapping[str, RecordCounts] | None = None,
 ) -> dict[str, Any]:
-    p = store.load()
+    """metrics.json, benchmarks.parquet and the charts of a backtest; `counts`: the counts
+    of the decision records of the arms the run wrote whole (engine.backtest.experiment)."""
+    p = store.current()
     equity = store.equity()
     if p is None or equity.empty:
         raise ValueError(f"{store.root} holds no session to evaluate")
@@ -65,7 +69,7 @@ def evaluate(
     ppy = sessions_per_year({i.calendar for i in config.instruments.values()})
     nav = arm_nav(store)
     bench = benchmark_lines(store, arms, config)
-    experiment = judge_arms(arms, config, manifest, close_eur(market, config))
+    experiment = judge_arms(arms, config, manifest, close_eur(market, config), counts=counts)
     head = experiment["arms"].get(headline, {})
     metrics: dict[str, Any] = {
         "run": run,

@@ -36,7 +36,8 @@ from engine.data.calendars import sessions_per_year
 from engine.state import StateStore
 
 
-def record_counts(store: StateStore, equity: pd.DataFrame, previous: Mapping[str, Any] | None = None) -> RecordCounts:
+def record_counts(store: StateStore, equity: pd.DataFrame, previous: Mapping[str, Any] | None = None,
+                  known: RecordCounts | None = None) -> RecordCounts:
     """The analytics' counts of every decision record of a state folder, read one record at
     a time (memory does not grow with the number of records).
 
@@ -44,9 +45,14 @@ def record_counts(store: StateStore, equity: pd.DataFrame, previous: Mapping[str
     it counted are not read again when it matches the folder: it counted as many records as
     there are up to the session its performance ends at, the last of them on that session,
     whose NAV in `equity` is its final NAV. Only the records after are read, so a daily run
-    reads one record per arm, however long the history; any other case reads them all."""
+    reads one record per arm, however long the history; any other case reads them all.
+
+    `known`: the counts of the records as the run that wrote every one of them counted
+    them, taken when they count as many records as the folder holds."""
     folder = store.root / "decisions"
     names = _record_names(folder)
+    if known is not None and known.sessions == len(names):
+        return known
     counts = _counted(previous, names, equity) or RecordCounts()
     for year, day in names[counts.sessions:]:
         counts.add(orjson.loads((folder / year / day).read_bytes()))
@@ -95,12 +101,14 @@ def arm_nav(store: StateStore) -> pd.Series:
 def judge_arms(
     stores: Mapping[str, StateStore], config: Config, manifest: Mapping[str, Any] | None = None,
     close_eur: pd.DataFrame | None = None, n_boot: int = 2000, previous: Mapping[str, Any] | None = None,
+    counts: Mapping[str, RecordCounts] | None = None,
 ) -> dict[str, Any]:
     """{arms: {name: {label, performance, verdict, mde, analytics, deflated}}, treatment_vs_control,
     trials} for the arms whose folders are in `stores`. Annualised over the calendar's sessions
     per year (about 258 for New York + Paris). `previous`: the verdicts written earlier for
     these folders (experiment.json), whose counts of the decision records are taken over
-    where they match (:func:`record_counts`): the same answer as without."""
+    where they match (:func:`record_counts`): the same answer as without. `counts`: those
+    of the arms whose records the caller wrote and counted (a backtest's), taken as well."""
     capital = config.portfolio.starting_capital_eur
     ppy = sessions_per_year({i.calendar for i in config.instruments.values()})
     specs = config.arm_by_name
@@ -131,7 +139,7 @@ def judge_arms(
                 periods_per_year=ppy,
             ),
             "llm_cost_usd_per_session": (p.llm.cost_usd / len(nav)) if p and len(nav) else 0.0,
-            "analytics": analyse(trades, equity, record_counts(store, equity, before.get(name)), close_eur,
+            "analytics": analyse(trades, equity, record_counts(store, equity, before.get(name), (counts or {}).get(name)), close_eur,
                                  periods_per_year=ppy),
         }
         if ref in rets and name != ref:
