@@ -175,9 +175,10 @@ def test_the_column_reader_and_the_line_reader_agree_on_every_file(tmp_path_fact
 
     assert read(fast) == read(careful)
     if plain:  # and the column reader did read it
-        body = [ln.split(",") for ln in lines]
         hdr = header.split(",")
-        assert csv_source._plain_table(body, hdr, csv_source._columns(fast, hdr, False)) is not None
+        assert csv_source._column_table(text, hdr, csv_source._columns(fast, hdr, False)) is not None
+    assert csv_source._column_table(text + "\n", header.split(","), csv_source._columns(fast, header.split(","), False)) \
+        is None  # and left the other to the line reader
 
 
 def test_the_exported_demo_panel_takes_the_column_reader(tmp_path):
@@ -188,12 +189,27 @@ def test_the_exported_demo_panel_takes_the_column_reader(tmp_path):
     market = DemoSource().load(cfg, "2024-01-02", "2024-12-31")
     csv_source.write_folder(market, tmp_path, cfg.fx.eurusd)
     for path in sorted(tmp_path.glob("*.csv")):
-        body = list(csv.reader(path.read_text().splitlines()))
-        header = body.pop(0)
-        fast = csv_source._plain_table(body, header, csv_source._columns(path, header, False))
+        header = next(csv.reader(path.read_text().splitlines()))
+        fast = csv_source._column_table(path.read_text(), header, csv_source._columns(path, header, False))
         assert fast is not None, path.name
         path.write_text(path.read_text() + "\n")
         slow = csv_source._read(path, ticker_column=False, fixed="T")["T"]
         assert (fast.dates, fast.values.keys()) == (slow.dates, slow.values.keys())
         for k in fast.values:
             np.testing.assert_array_equal(fast.values[k], slow.values[k])
+
+
+def test_the_column_reader_rounds_every_decimal_as_the_line_reader_does(tmp_path):
+    """Long, tiny and huge decimals: Arrow's parser gives the double `float` gives, bit for bit."""
+    cells = ["0.1000000000000000055511151231257827", "208.63206841623546", "1.7976931348623157e308",
+             "2.2250738585072014e-308", "4.9e-324", "9007199254740993", "123456789012345678901234567890.5",
+             "0.30000000000000004", "1e-7", "33.333333333333333333333333333333333"]
+    lines = [f"2024-01-{i + 2:02d},{c}" for i, c in enumerate(cells)]
+    text = "date,close\n" + "\n".join(lines) + "\n"
+    fast = csv_source._column_table(text, ["date", "close"], {0: "date", 1: "close"})
+    assert fast is not None
+    (tmp_path / "T.csv").write_text(text + "\n")  # the blank line: the line reader
+    careful = csv_source._read(tmp_path / "T.csv", ticker_column=False, fixed="T")["T"]
+    assert fast.dates == careful.dates
+    assert [x.hex() for x in fast.values["close"]] == [float(c).hex() for c in cells] \
+        == [x.hex() for x in careful.values["close"]]

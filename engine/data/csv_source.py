@@ -108,11 +108,11 @@ def _read(path: Path, *, ticker_column: bool, fixed: str | None = None) -> dict[
     if header is None:
         raise DataUnavailable(f"{path}: the file is empty (a header line is expected: date,open,high,low,close,volume)")
     columns = _columns(path, header, ticker_column)
-    body = list(rows)
     if fixed is not None:
-        fast = _plain_table(body, header, columns)
+        fast = _column_table(text, header, columns)
         if fast is not None:
             return {fixed: fast}
+    body = list(rows)
     tables: dict[str, _Table] = {}
     n_rows = 0
     for line_no, row in enumerate(body, start=2):
@@ -134,32 +134,49 @@ def _read(path: Path, *, ticker_column: bool, fixed: str | None = None) -> dict[
     return tables
 
 
-def _plain_table(body: list[list[str]], header: list[str], columns: dict[int, str]) -> _Table | None:
-    """One instrument's file read column by column, when every line is plain: as many
-    fields as the header, a date, and a finite number in every numeric cell that is
-    allowed there (no empty cell, no ``11:10``). Anything else is None, and the line by
-    line reader takes the file, with its messages; both give the same table."""
-    if not body or any(len(row) != len(header) for row in body):
-        return None  # blank lines, ragged lines: the careful reader says where
-    by_name = {name: i for i, name in columns.items()}
+def _column_table(text: str, header: list[str], columns: dict[int, str]) -> _Table | None:
+    """One instrument's file read column by column by Arrow's CSV reader, when every line
+    is plain: as many fields as the header (no blank line), a date, and a finite number in
+    every numeric cell that is allowed there (no empty cell, no ``11:10``). Anything else
+    is None, and the line by line reader takes the file, with its messages; both give the
+    same table (Arrow parses a decimal to the nearest double, as ``float`` does)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    names = [f"c{i}" for i in range(len(header))]
+    by_name = {name: f"c{i}" for i, name in columns.items()}
+    types = {c: (pa.string() if name == "date" else pa.float64()) for name, c in by_name.items()}
     try:
-        dates = [_parse_date(row[by_name["date"]].strip()) for row in body]
-        if any(d is None or d is _TIME_OF_DAY for d in dates):
-            return None
-        values: dict[str, list[float]] = {}
-        for name in ("close", "open", "high", "low", "volume", "dividends", "splits"):  # the close stands in for o/h/l
-            i = by_name.get(name)
-            if i is None:
-                default = {"dividends": 0.0, "splits": 1.0, "volume": math.nan}.get(name)
-                values[name] = [default] * len(body) if default is not None else list(values["close"])
-                continue
-            column = np.fromiter((float(row[i]) for row in body), dtype=np.float64, count=len(body))
-            if not np.isfinite(column).all() or (name == "splits" and (column <= 0).any()) \
-                    or (name in ("dividends", "volume") and (column < 0).any()):
-                return None
-            values[name] = column.tolist()
-    except ValueError:  # an empty cell, a ratio, a word: the careful reader
+        table = pacsv.read_csv(
+            pa.py_buffer(text.encode("utf-8")),
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
+            parse_options=pacsv.ParseOptions(ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(column_types=types, include_columns=list(types),
+                                                 strings_can_be_null=False, quoted_strings_can_be_null=False),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeError):  # a cell that is no number, a ragged line...
         return None
+    n = table.num_rows
+    if n == 0:
+        return None
+    dates = [_parse_date(cell.strip()) for cell in table.column(by_name["date"]).to_pylist()]
+    if any(d is None or d is _TIME_OF_DAY for d in dates):
+        return None
+    values: dict[str, list[float]] = {}
+    for name in ("close", "open", "high", "low", "volume", "dividends", "splits"):  # the close stands in for o/h/l
+        c = by_name.get(name)
+        if c is None:
+            default = {"dividends": 0.0, "splits": 1.0, "volume": math.nan}.get(name)
+            values[name] = [default] * n if default is not None else list(values["close"])
+            continue
+        col = table.column(c)
+        if col.null_count:  # an empty cell, NaN, N/A...
+            return None
+        column = col.to_numpy()
+        if not np.isfinite(column).all() or (name == "splits" and (column <= 0).any()) \
+                or (name in ("dividends", "volume") and (column < 0).any()):
+            return None
+        values[name] = column.tolist()
     return _Table(dates=dates, values={name: values[name] for name in (*PRICE_COLUMNS, "dividends", "splits")})
 
 
@@ -271,7 +288,7 @@ def to_market(
     codes = {inst.calendar for inst in config.instruments.values()}
     index = calendars.union_sessions(codes, start, end)
     fx_name = config.fx.eurusd
-    frames: dict[str, dict[str, pd.Series]] = {c: {} for c in (*PRICE_COLUMNS, "dividends", "splits")}
+    blocks: dict[str, pd.DataFrame] = {}  # ticker -> its file's bars from start to end
     issues: list[DataIssue] = []
     for t in instruments:
         tab = tables.get(t)
@@ -291,16 +308,17 @@ def to_market(
                     since=conflicting[0].date(),
                 ))
             block = block[~block.index.duplicated(keep="first")]
-        for name in block.columns:
-            frames[name][t] = block[name]
-    extra = pd.DatetimeIndex(sorted({d for s in frames["close"].values() for d in s.index}), dtype="datetime64[ns]")
-    index = index.union(extra).as_unit("ns")
+        blocks[t] = block
+    for block in blocks.values():  # the sessions of the calendars, and every date a file has
+        index = index.union(block.index)
+    index = index.as_unit("ns")
+    blocks = {t: block.reindex(index) for t, block in blocks.items()}  # each file on the panel's dates, once
 
     def frame(name: str, fill: float) -> pd.DataFrame:
-        parts = frames[name]
-        if not parts:
+        if not blocks:
             return pd.DataFrame(fill, index=index, columns=instruments)
-        wide = pd.concat(parts, axis=1).reindex(index=index, columns=instruments)
+        wide = pd.DataFrame({t: block[name].to_numpy() for t, block in blocks.items()}, index=index)
+        wide = wide.reindex(columns=instruments)
         return wide if fill != fill else wide.fillna(fill)
 
     fx = _fx_series(tables, fx_name, config, index, start, end)
