@@ -115,6 +115,7 @@ def judge_arms(
     info = (manifest or {}).get("arms", {})
     before = previous.get("arms") if isinstance(previous, Mapping) else None
     before = before if isinstance(before, Mapping) else {}
+    counted = counts or {}
     saved = {name: s.current() for name, s in stores.items()}  # each folder read and checked once (or just saved)
     navs = {name: arm_nav(s) for name, s in stores.items()}
     navs = {k: v for k, v in navs.items() if len(v)}
@@ -139,8 +140,8 @@ def judge_arms(
                 periods_per_year=ppy,
             ),
             "llm_cost_usd_per_session": (p.llm.cost_usd / len(nav)) if p and len(nav) else 0.0,
-            "analytics": analyse(trades, equity, record_counts(store, equity, before.get(name), (counts or {}).get(name)), close_eur,
-                                 periods_per_year=ppy),
+            "analytics": analyse(trades, equity, record_counts(store, equity, before.get(name), counted.get(name)),
+                                 close_eur, periods_per_year=ppy),
         }
         if ref in rets and name != ref:
             entry["verdict"] = verdict(rets[name], rets[ref], n_boot=n_boot, periods_per_year=ppy)
