@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import pickle
+import select
 import shutil
 import signal
 import sys
@@ -47,6 +48,7 @@ from engine.errors import ConfigError, StateCorrupt, StateUnwritable
 from engine.indicators import Indicators
 from engine.policies import Policy, RandomPolicy, Turnover, make_arm_policy
 from engine.portfolio.ledger import Portfolio
+from engine.records import Encoded, encode_record
 from engine.state import StateStore, check_config, atomic_write_bytes, dumps
 from engine.step import StepContext, StepResult, step
 
@@ -132,6 +134,8 @@ class Experiment:
     headline: Arm
     arms: list[Arm]
     pending_save: _ForkedSave | None = None  # a checkpoint being written in the background
+    # arm -> session -> its record encoded while the save under way ran (the next save's)
+    encoded: dict[str, dict[pd.Timestamp, Encoded]] = field(default_factory=dict)
 
     def by_name(self) -> dict[str, Arm]:
         return {a.name: a for a in self.arms}
@@ -324,12 +328,35 @@ def save(exp: Experiment, background: bool = False) -> None:
     checkpoint: the encoding and the files use the second core). Saves stay in order: each
     first waits for the one before and raises its error, so nothing is ever written past a
     failed save. Without fork (or with ALMOST_SURELY_FOREGROUND_SAVES set) it writes here."""
+    _encode_while_saving(exp)
     wait_for_save(exp)
     batch = _detach(exp)
+    encoded, exp.encoded = exp.encoded, {}
     if background and _CAN_FORK and not os.environ.get("ALMOST_SURELY_FOREGROUND_SAVES"):
-        exp.pending_save = _fork_save(exp, batch)
+        exp.pending_save = _fork_save(exp, batch, encoded)
     else:
-        _write(exp, batch)
+        _write(exp, batch, encoded)
+
+
+def _encode_while_saving(exp: Experiment) -> None:
+    """While the save under way runs, encode the records the next save will write, until
+    it ends. In a backtest the saving process is the slower of the two (encoding a record
+    costs more than stepping a session): the time this process would spend waiting takes
+    that work off the saver's next batch. Nothing is written here; a record that cannot be
+    encoded is left to the save, which reports why."""
+    pending = exp.pending_save
+    if pending is None:
+        return
+    for arm in exp.arms:
+        done = exp.encoded.setdefault(arm.name, {})
+        for r in arm.unsaved:
+            if pending.finished():
+                return
+            if r.date not in done:
+                try:
+                    done[r.date] = encode_record(r.record)
+                except Exception:
+                    return
 
 
 def wait_for_save(exp: Experiment) -> None:
@@ -355,7 +382,9 @@ def _detach(exp: Experiment) -> dict[str, list[StepResult]]:
     return batch
 
 
-def _write(exp: Experiment, batch: dict[str, list[StepResult]]) -> None:
+def _write(exp: Experiment, batch: dict[str, list[StepResult]],
+           encoded: dict[str, dict[pd.Timestamp, Encoded]] | None = None) -> None:
+    encoded = encoded or {}
     saving = [a for a in exp.arms if batch[a.name]]
     journal = exp.root.root / EXPERIMENT_JOURNAL
     if saving:
@@ -366,11 +395,11 @@ def _write(exp: Experiment, batch: dict[str, list[StepResult]]) -> None:
                                            "arms": previous}), durable=exp.root.durable)
     for arm in exp.arms:
         if batch[arm.name] or not arm.store.portfolio_path.exists():
-            arm.store.save(arm.portfolio, batch[arm.name])
+            arm.store.save(arm.portfolio, batch[arm.name], encoded=encoded.get(arm.name))
     write_manifest(exp)
     head = exp.headline
     if batch[head.name] or not exp.root.portfolio_path.exists():  # the commit point, last
-        exp.root.save(head.portfolio, batch[head.name], twin=head.store)
+        exp.root.save(head.portfolio, batch[head.name], twin=head.store, encoded=encoded.get(head.name))
     journal.unlink(missing_ok=True)
 
 
@@ -383,6 +412,10 @@ class _ForkedSave:
 
     def __init__(self, pid: int, errors: int):
         self.pid, self.errors = pid, errors
+
+    def finished(self) -> bool:
+        """Whether the child has ended (or has reported its error): its pipe can be read."""
+        return bool(select.select([self.errors], [], [], 0)[0])
 
     def join(self) -> None:
         with os.fdopen(self.errors, "rb") as fh:
@@ -397,7 +430,8 @@ class _ForkedSave:
         raise exc
 
 
-def _fork_save(exp: Experiment, batch: dict[str, list[StepResult]]) -> _ForkedSave:
+def _fork_save(exp: Experiment, batch: dict[str, list[StepResult]],
+               encoded: dict[str, dict[pd.Timestamp, Encoded]]) -> _ForkedSave:
     sys.stdout.flush()
     sys.stderr.flush()
     read, write = os.pipe()
@@ -409,7 +443,7 @@ def _fork_save(exp: Experiment, batch: dict[str, list[StepResult]]) -> _ForkedSa
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the run, not a save half-way
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__  # not a progress bar's proxies (their lock)
             _die_with_parent()
-            _write(exp, batch)
+            _write(exp, batch, encoded)
             code = 0
         except BaseException as exc:
             with contextlib.suppress(BaseException):

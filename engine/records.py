@@ -140,14 +140,26 @@ def write_prompts(decisions: Path, prompts: Mapping[str, str], durable: bool = T
             atomic_write_bytes(target, data, durable=durable)
 
 
-def write_record(path: Path, record: Mapping[str, Any], durable: bool = True) -> None:
-    """Write a decision record in layout 2: its prompts first (once per version), then the
-    record, each atomically."""
-    from engine.state import atomic_write_bytes, dumps
+Encoded = tuple[bytes, dict[str, str]]  # a record's file as layout 2 stores it, and its prompts
+
+
+def encode_record(record: Mapping[str, Any]) -> Encoded:
+    """The bytes of a decision record's file in layout 2, and the prompts it refers to."""
+    from engine.state import dumps
 
     stored, prompts = pack(record)
+    return dumps(stored), prompts
+
+
+def write_record(path: Path, record: Mapping[str, Any], durable: bool = True, encoded: Encoded | None = None) -> None:
+    """Write a decision record in layout 2: its prompts first (once per version), then the
+    record, each atomically. `encoded`: the record's :func:`encode_record`, when it was
+    encoded beforehand (a backtest encodes while it waits for its saver)."""
+    from engine.state import atomic_write_bytes
+
+    data, prompts = encoded if encoded is not None else encode_record(record)
     write_prompts(Path(path).parent.parent, prompts, durable=durable)
-    atomic_write_bytes(Path(path), dumps(stored), durable=durable)
+    atomic_write_bytes(Path(path), data, durable=durable)
 
 
 # --- reading ---------------------------------------------------------------------------

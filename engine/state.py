@@ -60,7 +60,7 @@ from pydantic import ValidationError
 
 from engine.errors import ConfigError, StateCorrupt, StateLocked, StateUnwritable
 from engine.portfolio.ledger import SCHEMA_VERSION, Fill, Portfolio
-from engine.records import Prompts, pack, read_record, write_prompts, write_record
+from engine.records import Encoded, Prompts, pack, read_record, write_prompts, write_record
 from engine.step import StepResult
 
 if TYPE_CHECKING:
@@ -685,15 +685,17 @@ class StateStore:
 
     # -- writing --
 
-    def save(self, portfolio: Portfolio, results: Sequence[StepResult], twin: StateStore | None = None) -> None:
+    def save(self, portfolio: Portfolio, results: Sequence[StepResult], twin: StateStore | None = None,
+             encoded: Mapping[pd.Timestamp, Encoded] | None = None) -> None:
         """Append the results of some sessions and write the portfolio that follows them:
         the journal first, portfolio.json (the commit point) last.
 
         `twin`: a store that has just saved the same results (the arm a state root mirrors):
         each decision record is then a hard link to the twin's file, not a second copy
-        encoded and written again (a copy where the filesystem has no hard links)."""
+        encoded and written again (a copy where the filesystem has no hard links).
+        `encoded`: session -> its record already encoded (engine.records.encode_record)."""
         try:
-            self._loaded = self._save(portfolio, results, twin)
+            self._loaded = self._save(portfolio, results, twin, encoded or {})
             self._loaded_stamp = self._stamp()
         except BaseException:
             self._loaded = None
@@ -703,16 +705,17 @@ class StateStore:
         """Drop what was read: another process is writing this folder."""
         self._loaded = None
 
-    def _write_record(self, r: StepResult, twin: StateStore | None) -> None:
+    def _write_record(self, r: StepResult, twin: StateStore | None, encoded: Encoded | None) -> None:
         path = self.decision_path(r.date)
         if twin is not None and _link_atomic(twin.decision_path(r.date), path):
             # the twin's file is layout 2 already; the prompts it names are stored here too
-            write_prompts(path.parent.parent, pack(r.record)[1], durable=self.durable)
+            prompts = encoded[1] if encoded is not None else pack(r.record)[1]
+            write_prompts(path.parent.parent, prompts, durable=self.durable)
             return
-        write_record(path, r.record, durable=self.durable)
+        write_record(path, r.record, durable=self.durable, encoded=encoded)
 
-    def _save(self, portfolio: Portfolio, results: Sequence[StepResult], twin: StateStore | None = None
-              ) -> tuple[Portfolio, pd.DataFrame, pd.DataFrame] | None:
+    def _save(self, portfolio: Portfolio, results: Sequence[StepResult], twin: StateStore | None,
+              encoded: Mapping[pd.Timestamp, Encoded]) -> tuple[Portfolio, pd.DataFrame, pd.DataFrame] | None:
         """Write; return what a load of the folder would now give (the portfolio, the
         committed equity and trades), or None when the rows on disk were not read checked."""
         cached = self._still_loaded()
@@ -726,7 +729,7 @@ class StateStore:
             span = {"first": dates[0].date().isoformat(), "last": dates[-1].date().isoformat()}
             atomic_write_bytes(self.journal_path, dumps(span), durable=self.durable)
             for r in results:  # one thread: see the note on writers below
-                self._write_record(r, twin)
+                self._write_record(r, twin, encoded.get(r.date))
 
             fills = [f.model_dump() for r in results for f in r.fills]
             new_trades = pd.DataFrame(fills, columns=TRADE_COLUMNS)

@@ -193,6 +193,61 @@ def test_checkpoints_are_written_in_the_background_and_give_the_state_of_a_foreg
     assert snapshot(tmp_path / "background") == snapshot(tmp_path / "foreground")
 
 
+def test_records_encoded_while_a_save_runs_are_encoded_once_and_written_as_the_saver_would(
+        tmp_path, config, demo_market, monkeypatch):
+    """While a checkpoint is being written, the run encodes the next checkpoint's records
+    (here the saver is made to look busy for as long as there is work): each record is
+    encoded once, by the run or by the saver, and the state is a foreground save's."""
+    import engine.arms
+    import engine.records
+    from engine.arms import _ForkedSave
+
+    real, log, run_pid = engine.records.encode_record, tmp_path / "encoded.log", os.getpid()
+
+    def logged(record):
+        with open(log, "a", encoding="utf-8") as fh:  # from the run and from its savers
+            fh.write(f"{'run' if os.getpid() == run_pid else 'saver'} {record['date']}\n")
+        return real(record)
+
+    monkeypatch.setattr(engine.records, "encode_record", logged)
+    monkeypatch.setattr(engine.arms, "encode_record", logged)
+    monkeypatch.setattr(_ForkedSave, "finished", lambda self: False)
+    _long_run(config, demo_market, tmp_path / "background", checkpoint=20)
+    by = [line.split() for line in log.read_text(encoding="utf-8").splitlines()]
+    dates = sorted(d for _, d in by)
+    assert dates == sorted(set(dates)) and len(dates) > 60  # each session once (the root links the arm's file)
+    assert sorted(d for who, d in by if who == "saver") == dates[:20]  # the first checkpoint: nothing to wait for
+    assert sorted(d for who, d in by if who == "run") == dates[20:]
+    monkeypatch.setenv("ALMOST_SURELY_FOREGROUND_SAVES", "1")
+    _long_run(config, demo_market, tmp_path / "foreground", checkpoint=20)
+    assert snapshot(tmp_path / "background") == snapshot(tmp_path / "foreground")
+
+
+def test_encoding_ahead_stops_when_the_save_under_way_ends(tmp_path, config, demo_market, monkeypatch):
+    """The run encodes ahead only while it would otherwise wait: a save that has ended
+    leaves the rest of the records to the next save."""
+    import engine.arms
+    from engine.arms import _ForkedSave
+
+    checks = [0]
+
+    def ends_after_five(self):
+        checks[0] += 1
+        return checks[0] % 6 == 0  # five records encoded, then the save is found ended
+
+    encoded = []
+    real = engine.arms.encode_record
+    monkeypatch.setattr(engine.arms, "encode_record", lambda record: encoded.append(record["date"]) or real(record))
+    monkeypatch.setattr(_ForkedSave, "finished", ends_after_five)
+    _long_run(config, demo_market, tmp_path / "background", checkpoint=20)
+    days = [d.date().isoformat() for d in StateStore(tmp_path / "background").equity()["date"]]
+    assert len(days) > 60
+    assert encoded == days[20:25] + days[40:45] + days[60:65]  # at 40 and 60 sessions, and at the last save
+    monkeypatch.setenv("ALMOST_SURELY_FOREGROUND_SAVES", "1")
+    _long_run(config, demo_market, tmp_path / "foreground", checkpoint=20)
+    assert snapshot(tmp_path / "background") == snapshot(tmp_path / "foreground")
+
+
 @pytest.mark.parametrize("k", [1, 9, 20])
 def test_a_run_killed_during_a_background_save_takes_the_save_with_it_and_the_rerun_converges(
         tmp_path, config, demo_market, k):
@@ -208,13 +263,13 @@ def test_a_run_killed_during_a_background_save_takes_the_save_with_it_and_the_re
     root, run_pid = tmp_path / "killed", os.getpid()
     real, calls = engine.state.write_record, [0]
 
-    def dying(path, record, durable=True):
+    def dying(path, record, durable=True, encoded=None):
         if os.getpid() != run_pid and os.getppid() != run_pid:  # in the saving process of the run
             calls[0] += 1
             if calls[0] == k:
                 os.kill(os.getppid(), signal.SIGKILL)
                 time.sleep(0.05)  # an orphan would go on after this
-        real(path, record, durable)
+        real(path, record, durable, encoded)
 
     pid = os.fork()
     if pid == 0:  # the run
