@@ -73,6 +73,40 @@ class PositionView:
     prospect_value: float  # v(pnl_pct): the reference point is the cost basis
 
 
+class AssetTable(Mapping[str, dict[str, float]]):
+    """The brief's asset table, ticker -> figure -> value, kept as one (ticker x figure)
+    array: a step builds it without a dict per asset, and a record renders the array at
+    once. Each asset's figures are a dict made when first read. Read-only."""
+
+    __slots__ = ("tickers", "columns", "figures", "_at", "_rows")
+
+    def __init__(self, tickers: Sequence[str], columns: Sequence[str], figures: np.ndarray):
+        figures = np.asarray(figures, dtype=float)
+        if figures.shape != (len(tickers), len(columns)):
+            raise ValueError(f"an asset table of {len(tickers)} x {len(columns)} figures, given {figures.shape}")
+        self.tickers, self.columns, self.figures = tuple(tickers), tuple(columns), figures
+        self._at = {t: i for i, t in enumerate(self.tickers)}
+        self._rows: dict[str, dict[str, float]] = {}
+
+    def __getitem__(self, ticker: str) -> dict[str, float]:
+        row = self._rows.get(ticker)
+        if row is None:
+            row = self._rows[ticker] = dict(zip(self.columns, self.figures[self._at[ticker]].tolist(), strict=True))
+        return row
+
+    def __contains__(self, ticker: object) -> bool:
+        return ticker in self._at
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.tickers)
+
+    def __len__(self) -> int:
+        return len(self.tickers)
+
+    def __repr__(self) -> str:
+        return f"AssetTable({dict(self)!r})"
+
+
 # What the structured brief of a record keeps beside a rendered message (Brief.as_dict).
 MESSAGE_ASSET_COLUMNS = ("close",)
 MESSAGE_POSITION_FIELDS = frozenset({"ticker", "qty", "price_local", "currency", "price_eur", "value_eur"})
@@ -97,7 +131,7 @@ class Brief:
     cvar_95: float  # 1-day portfolio CVaR, fraction of NAV
     limits: dict[str, float]
     positions: dict[str, PositionView]
-    assets: dict[str, dict[str, float]]  # ticker -> indicator and risk figures as of `date`
+    assets: Mapping[str, Mapping[str, float]]  # ticker -> indicator and risk figures as of `date` (AssetTable)
     prices_eur: dict[str, float]
     pending_orders: tuple[Order, ...] = ()
     data_issues: tuple[dict[str, str], ...] = ()
@@ -132,12 +166,18 @@ class Brief:
         read). The structured brief then holds only what the readers of records use beside
         it (engine.report, the weekly report): of the asset table the close, of each
         position its quantity, prices and value."""
-        every = list(next(iter(self.assets.values())).keys()) if self.assets else []
-        columns = [c for c in MESSAGE_ASSET_COLUMNS if c in every] if beside_message else every
-        if columns == every:
-            values = [list(fig.values()) for fig in self.assets.values()]
+        table = self.assets
+        if isinstance(table, AssetTable):
+            every = list(table.columns) if len(table) else []
+            columns = [c for c in MESSAGE_ASSET_COLUMNS if c in every] if beside_message else every
+            values: Any = table.figures if columns == every else table.figures[:, [every.index(c) for c in columns]]
         else:
-            values = [[fig[c] for c in columns] for fig in self.assets.values()]
+            every = list(next(iter(table.values())).keys()) if table else []
+            columns = [c for c in MESSAGE_ASSET_COLUMNS if c in every] if beside_message else every
+            if columns == every:
+                values = [list(fig.values()) for fig in table.values()]
+            else:
+                values = [[fig[c] for c in columns] for fig in table.values()]
         names, numbers, held = self._position_rows(beside_message)
         table, held = _json_tables(values, held)
         rows = dict(zip(self.assets, table, strict=True))
@@ -215,7 +255,7 @@ def _json_tables(*tables: list[list[float]]) -> list[list[list[float | None]]]:
     """Tables (lists of rows) of figures, rounded to 6 significant digits with NaN and
     infinities as None: all of them in one vectorised pass (numpy's cost here is per call,
     not per figure). A table whose rows differ in length is read figure by figure."""
-    shapes = [(len(t), len(t[0]) if t else 0) for t in tables]
+    shapes = [(len(t), len(t[0]) if len(t) else 0) for t in tables]
     if all(len(row) == width for t, (_, width) in zip(tables, shapes, strict=True) for row in t):
         flat = np.concatenate([np.asarray(t, dtype=float).reshape(-1) for t in tables]) if tables else np.empty(0)
     else:

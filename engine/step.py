@@ -26,7 +26,7 @@ import datetime as dt
 import logging
 import math
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +36,7 @@ import pandas as pd
 from engine.config import Asset, Benchmark, Config
 from engine.data.calendars import sessions_per_year
 from engine.data.market import MarketData
-from engine.decision import Brief, BriefRecord, PositionView, check_decision, size_orders
+from engine.decision import AssetTable, Brief, BriefRecord, PositionView, check_decision, size_orders
 from engine.errors import DataUnavailable
 from engine.indicators import Indicators
 from engine.policies import Policy
@@ -231,7 +231,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
     fills = unit_fills + ca_fills + ex.fills
 
     # 3. mark to market at the close (last close for an exchange closed today).
-    figures, close_local = at.figures, at.close_local
+    close_local = at.close_local
     prices_eur: dict[str, float] = {}
     for t, px in close_local.items():
         inst = ctx.instruments.get(t)
@@ -288,7 +288,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
             pnl_pct=price / pos.avg_cost_eur - 1 if pos.avg_cost_eur > 0 else 0.0,
             prospect_value=float(pt(price / pos.avg_cost_eur - 1 if pos.avg_cost_eur > 0 else 0.0)),
         )
-    assets = {t: {**figures[t], **at.recent.get(t, {})} for t in cfg.tickers if t in figures}
+    assets = at.assets(cfg.tickers)
     previous = None
     if p.last_decision is not None:
         previous = {
@@ -455,10 +455,21 @@ class AtSession:
 
     row: int  # of the session in the market's panel
     fx: float  # EURUSD
-    figures: dict[str, dict[str, float]]  # ticker -> indicator -> value at the close
+    tickers: list[str]  # of the indicators, the rows of `figures` and `recent`
+    columns: list[str]  # the indicators, then the recent figures (when there are any)
+    figures: np.ndarray  # ticker x column, at the close: the indicators then the recent figures
     close_local: dict[str, float]
     returns: np.ndarray  # the risk window ending at the session (rows of the indicators)
-    recent: dict[str, dict[str, float]]  # ticker -> the last ~30 sessions in brief (_recent)
+
+    def assets(self, tickers: Sequence[str]) -> AssetTable:
+        """The brief's asset table of `tickers` (in that order; those without indicators left out)."""
+        if list(tickers) == self.tickers:
+            return AssetTable(self.tickers, self.columns, self.figures)
+        at = {t: i for i, t in enumerate(self.tickers)}
+        kept = [t for t in tickers if t in at]
+        figures = self.figures[[at[t] for t in kept]]
+        figures.flags.writeable = False  # as the shared table is: what a policy is given it only reads
+        return AssetTable(kept, self.columns, figures)
 
 
 _AT: list[tuple[Any, Any, pd.Timestamp, tuple[int, float], AtSession]] = []  # the last session's, at most one
@@ -474,13 +485,15 @@ def at_session(market: MarketData, ind: Indicators, d: pd.Timestamp, lookback: i
         if m() is market and i() is ind and day == d and k == key:
             return view
     row, fx = session_row(market, d)
-    names = ind.names
-    figures = {t: dict(zip(names, values, strict=True))
-               for t, values in zip(ind.tickers, ind.values_at(d).tolist(), strict=True)}
+    names, tickers, values = ind.names, ind.tickers, ind.values_at(d)
     j = ind.row_position(d)
     returns = ind.returns_matrix[max(0, j - lookback + 1) : j + 1]
-    view = AtSession(row=row, fx=fx, figures=figures, close_local={t: f["close"] for t, f in figures.items()},
-                     returns=returns, recent=_recent_at(ind, j, lookback, periods_per_year))
+    recent = _recent_rows(ind, j, lookback, periods_per_year)
+    columns, figures = (names, values) if recent is None else ([*names, *_RECENT_KEYS], np.hstack([values, recent]))
+    figures.flags.writeable = False
+    view = AtSession(row=row, fx=fx, tickers=tickers, columns=columns, figures=figures,
+                     close_local=dict(zip(tickers, values[:, names.index("close")].tolist(), strict=True)),
+                     returns=returns)
     _AT[:] = [(weakref.ref(market), weakref.ref(ind), d, key, view)]
     return view
 
@@ -506,19 +519,23 @@ MAX_CUTS_CARRIED = 10  # of a decision's cuts, shown with it at the next session
 
 def _recent(returns: np.ndarray, tickers: list[str], periods_per_year: float) -> dict[str, dict[str, float]]:
     """The last ~30 sessions of each asset in brief (EUR): return, volatility, worst day, drawdown."""
+    block = _recent_block(returns, periods_per_year)
+    if block is None:
+        return {}
+    return {t: dict(zip(_RECENT_KEYS, row, strict=True)) for t, row in zip(tickers, block.tolist(), strict=True)}
+
+
+def _recent_block(returns: np.ndarray, periods_per_year: float) -> np.ndarray | None:
+    """:func:`_recent` as an (asset x figure) array; None when there is no window."""
     r = returns[-RECENT_SESSIONS:]
     if len(r) < 2:
-        return {}
+        return None
     path = np.cumprod(1 + r, axis=0)
     dd = (path / np.maximum.accumulate(path, axis=0) - 1).min(axis=0)
     ret = path[-1] - 1
     vol = r.std(axis=0, ddof=1) * math.sqrt(periods_per_year)
     worst = r.min(axis=0)
-    return {
-        t: {"ret_30s_eur": float(ret[j]), "vol_30s_ann": float(vol[j]), "worst_day_30s": float(worst[j]),
-            "max_dd_30s": float(dd[j])}
-        for j, t in enumerate(tickers)
-    }
+    return np.stack([ret, vol, worst, dd], axis=1)
 
 
 _RECENT_KEYS = ("ret_30s_eur", "vol_30s_ann", "worst_day_30s", "max_dd_30s")
@@ -529,14 +546,21 @@ _RECENT_TABLE: list[tuple[Any, tuple[int, float], np.ndarray]] = []  # the last 
 def _recent_at(ind: Indicators, j: int, lookback: int, periods_per_year: float) -> dict[str, dict[str, float]]:
     """:func:`_recent` of the risk window ending at row `j` of the indicators, from a table
     of every window computed once per run (the same figures, to the last bit)."""
+    rows = _recent_rows(ind, j, lookback, periods_per_year)
+    if rows is None:
+        return {}
+    return {t: dict(zip(_RECENT_KEYS, row, strict=True)) for t, row in zip(ind.tickers, rows.tolist(), strict=True)}
+
+
+def _recent_rows(ind: Indicators, j: int, lookback: int, periods_per_year: float) -> np.ndarray | None:
+    """:func:`_recent_at` as an (asset x figure) array; None when there is no window."""
     w = min(lookback, RECENT_SESSIONS)
     if w < 2 or j < w - 1:  # no window, or a shorter one than the rest (the first sessions)
-        return _recent(ind.returns_matrix[max(0, j - lookback + 1) : j + 1], ind.tickers, periods_per_year)
+        return _recent_block(ind.returns_matrix[max(0, j - lookback + 1) : j + 1], periods_per_year)
     key = (w, periods_per_year)
     if not (_RECENT_TABLE and _RECENT_TABLE[0][0]() is ind and _RECENT_TABLE[0][1] == key):
         _RECENT_TABLE[:] = [(weakref.ref(ind), key, _recent_table(ind.returns_matrix, w, periods_per_year))]
-    rows = _RECENT_TABLE[0][2][:, j - (w - 1), :].T.tolist()
-    return {t: dict(zip(_RECENT_KEYS, row, strict=True)) for t, row in zip(ind.tickers, rows, strict=True)}
+    return _RECENT_TABLE[0][2][:, j - (w - 1), :].T
 
 
 def _recent_table(returns: np.ndarray, w: int, periods_per_year: float) -> np.ndarray:

@@ -247,3 +247,38 @@ def test_the_brief_figures_are_rounded_to_six_significant_digits_in_one_pass(con
     assert small["assets"]["rows"] == {t: [row[0]] for t, row in d["assets"]["rows"].items()}
     assert small["positions"] == [{k: p[k] for k in p if k in ("ticker", "qty", "price_local", "currency", "price_eur",
                                                               "value_eur")} for p in d["positions"]]
+
+
+def test_a_brief_renders_its_asset_table_as_the_plain_dicts_it_replaces(config, demo_market, ind):
+    """A step's brief keeps its asset table as one array (engine.decision.AssetTable): it
+    reads as the ticker -> figure -> value dicts it replaces, and the record renders it to
+    the same JSON, on the first sessions (no last-30-sessions figures yet) and later."""
+    import dataclasses
+
+    from engine.decision import AssetTable
+
+    briefs = []
+
+    class Keep(RulesPolicy):
+        def decide(self, brief):
+            briefs.append(brief)
+            return super().decide(brief)
+
+    idx = demo_market.index
+    run(Portfolio.initial(10_000), idx[:3].append(idx[idx >= pd.Timestamp("2024-06-03")][:5]), demo_market, ind,
+        StepContext(config=config, policy=Keep(config), source=SOURCE, synthetic=True))
+    assert len(next(iter(briefs[0].assets.values()))) < len(next(iter(briefs[-1].assets.values())))
+    for b in briefs:
+        table = b.assets
+        assert isinstance(table, AssetTable) and list(table) == [t for t in config.tickers if t in table]
+        plain = {t: dict(f) for t, f in table.items()}
+        assert table == plain and len(table) == len(plain) and "NOPE" not in table
+        with pytest.raises(KeyError):
+            table["NOPE"]
+        with pytest.raises(ValueError):
+            table.figures[0, 0] = 1.0  # read-only: a policy only reads what it is given
+        as_dicts = dataclasses.replace(b, assets=plain)
+        for beside in (False, True):
+            assert orjson.dumps(b.as_dict(beside_message=beside)) == orjson.dumps(as_dicts.as_dict(beside_message=beside))
+        next(iter(table.values()))["close"] = -1.0  # a policy scribbling on what it was given
+        assert b.as_dict()["assets"] == as_dicts.as_dict()["assets"]  # the record keeps the step's figures
