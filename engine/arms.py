@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import gc
 import json
 import logging
 import os
@@ -481,6 +482,12 @@ def run_experiment(
     the next sessions run meanwhile); whatever stops the run, every arm's completed sessions
     are saved before it returns or raises."""
     prices = _Prices(market, exp.headline.ctx.config)
+    # A step allocates thousands of objects that live until the next checkpoint: with the
+    # default threshold (700) the collector ran 561 times in a 10-year run, four of them
+    # full passes over every module and frame (0.41 s, and each pass touches pages a forked
+    # saver shares). Collecting after 20,000 allocations instead: 0.16 s.
+    threshold = gc.get_threshold()
+    gc.set_threshold(max(threshold[0], 20_000), *threshold[1:])
     try:
         for n, d in enumerate(sessions, 1):
             step_session(exp, d, market, ind, prices)
@@ -496,6 +503,8 @@ def run_experiment(
             with contextlib.suppress(BaseException):
                 wait_for_save(exp)
         raise
+    finally:
+        gc.set_threshold(*threshold)
 
 
 # --- the manifest ---------------------------------------------------------------------

@@ -168,7 +168,11 @@ def _long_run(config, demo_market, root, policy=None, checkpoint=20):
 
 
 def test_saving_every_20_sessions_writes_the_same_state_as_one_save_at_the_end(tmp_path, config, demo_market):
+    import gc
+
+    before = gc.get_threshold()
     chunked = _long_run(config, demo_market, tmp_path / "chunked", checkpoint=20)
+    assert gc.get_threshold() == before  # the run collects less often while it runs, and only then
     _long_run(config, demo_market, tmp_path / "once", checkpoint=1000)
     assert snapshot(tmp_path / "chunked") == snapshot(tmp_path / "once")
     head, dates = chunked.headline, StateStore(tmp_path / "chunked").equity()["date"]  # counted, not kept
