@@ -384,8 +384,7 @@ def _detach(exp: Experiment) -> dict[str, list[StepResult]]:
 
 
 def _write(exp: Experiment, batch: dict[str, list[StepResult]],
-           encoded: dict[str, dict[pd.Timestamp, Encoded]] | None = None) -> None:
-    encoded = encoded or {}
+           encoded: dict[str, dict[pd.Timestamp, Encoded]]) -> None:
     saving = [a for a in exp.arms if batch[a.name]]
     journal = exp.root.root / EXPERIMENT_JOURNAL
     if saving:

@@ -167,17 +167,19 @@ class Brief:
         it (engine.report, the weekly report): of the asset table the close, of each
         position its quantity, prices and value."""
         table = self.assets
-        if isinstance(table, AssetTable):
+        array = isinstance(table, AssetTable)
+        if array:
             every = list(table.columns) if len(table) else []
-            columns = [c for c in MESSAGE_ASSET_COLUMNS if c in every] if beside_message else every
-            values: Any = table.figures if columns == every else table.figures[:, [every.index(c) for c in columns]]
         else:
             every = list(next(iter(table.values())).keys()) if table else []
-            columns = [c for c in MESSAGE_ASSET_COLUMNS if c in every] if beside_message else every
-            if columns == every:
-                values = [list(fig.values()) for fig in table.values()]
-            else:
-                values = [[fig[c] for c in columns] for fig in table.values()]
+        columns = [c for c in MESSAGE_ASSET_COLUMNS if c in every] if beside_message else every
+        values: Any
+        if array:
+            values = table.figures if columns == every else table.figures[:, [every.index(c) for c in columns]]
+        elif columns == every:
+            values = [list(fig.values()) for fig in table.values()]
+        else:
+            values = [[fig[c] for c in columns] for fig in table.values()]
         names, numbers, held = self._position_rows(beside_message)
         table, held = _json_tables(values, held)
         rows = dict(zip(self.assets, table, strict=True))

@@ -455,7 +455,7 @@ class AtSession:
 
     row: int  # of the session in the market's panel
     fx: float  # EURUSD
-    tickers: list[str]  # of the indicators, the rows of `figures` and `recent`
+    tickers: list[str]  # of the indicators, the rows of `figures`
     columns: list[str]  # the indicators, then the recent figures (when there are any)
     figures: np.ndarray  # ticker x column, at the close: the indicators then the recent figures
     close_local: dict[str, float]
@@ -517,16 +517,9 @@ RECENT_SESSIONS = 30
 MAX_CUTS_CARRIED = 10  # of a decision's cuts, shown with it at the next session
 
 
-def _recent(returns: np.ndarray, tickers: list[str], periods_per_year: float) -> dict[str, dict[str, float]]:
-    """The last ~30 sessions of each asset in brief (EUR): return, volatility, worst day, drawdown."""
-    block = _recent_block(returns, periods_per_year)
-    if block is None:
-        return {}
-    return {t: dict(zip(_RECENT_KEYS, row, strict=True)) for t, row in zip(tickers, block.tolist(), strict=True)}
-
-
 def _recent_block(returns: np.ndarray, periods_per_year: float) -> np.ndarray | None:
-    """:func:`_recent` as an (asset x figure) array; None when there is no window."""
+    """The last ~30 sessions of each asset in brief (EUR), one row per asset: return,
+    volatility, worst day, drawdown (:data:`_RECENT_KEYS`); None when there is no window."""
     r = returns[-RECENT_SESSIONS:]
     if len(r) < 2:
         return None
@@ -543,17 +536,9 @@ _RECENT_CHUNK = 512  # windows computed at once (the temporaries stay a few MB, 
 _RECENT_TABLE: list[tuple[Any, tuple[int, float], np.ndarray]] = []  # the last run's, at most one
 
 
-def _recent_at(ind: Indicators, j: int, lookback: int, periods_per_year: float) -> dict[str, dict[str, float]]:
-    """:func:`_recent` of the risk window ending at row `j` of the indicators, from a table
-    of every window computed once per run (the same figures, to the last bit)."""
-    rows = _recent_rows(ind, j, lookback, periods_per_year)
-    if rows is None:
-        return {}
-    return {t: dict(zip(_RECENT_KEYS, row, strict=True)) for t, row in zip(ind.tickers, rows.tolist(), strict=True)}
-
-
 def _recent_rows(ind: Indicators, j: int, lookback: int, periods_per_year: float) -> np.ndarray | None:
-    """:func:`_recent_at` as an (asset x figure) array; None when there is no window."""
+    """:func:`_recent_block` of the risk window ending at row `j` of the indicators, from a
+    table of every window computed once per run (the same figures, to the last bit)."""
     w = min(lookback, RECENT_SESSIONS)
     if w < 2 or j < w - 1:  # no window, or a shorter one than the rest (the first sessions)
         return _recent_block(ind.returns_matrix[max(0, j - lookback + 1) : j + 1], periods_per_year)
@@ -564,9 +549,9 @@ def _recent_rows(ind: Indicators, j: int, lookback: int, periods_per_year: float
 
 
 def _recent_table(returns: np.ndarray, w: int, periods_per_year: float) -> np.ndarray:
-    """The four figures of :func:`_recent` for every window of `w` rows of `returns`:
+    """The four figures of :func:`_recent_block` for every window of `w` rows of `returns`:
     ``[figure, window, asset]``, the window ending at row ``window + w - 1``. Each window
-    is copied into a block laid out as the slice :func:`_recent` is given (an asset's
+    is copied into a block laid out as the slice :func:`_recent_block` is given (an asset's
     returns contiguous when they are in `returns`, as pandas gives them; a session's
     otherwise), so that numpy adds, multiplies and compares in the same order and every
     figure is the one it computes (tests/test_step.py checks it bit for bit)."""

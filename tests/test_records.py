@@ -219,7 +219,8 @@ def dt_date(text: str):
     return dt.date.fromisoformat(text)
 
 
-def test_the_brief_figures_are_rounded_to_six_significant_digits_in_one_pass(config, demo_market, ind):
+def _briefs(config, demo_market, ind, sessions):
+    """The briefs the rules policy was given over `sessions`."""
     briefs = []
 
     class Keep(RulesPolicy):
@@ -227,10 +228,14 @@ def test_the_brief_figures_are_rounded_to_six_significant_digits_in_one_pass(con
             briefs.append(brief)
             return super().decide(brief)
 
-    idx = demo_market.index
-    run(Portfolio.initial(10_000), idx[idx >= pd.Timestamp("2024-06-03")][:15], demo_market, ind,
+    run(Portfolio.initial(10_000), sessions, demo_market, ind,
         StepContext(config=config, policy=Keep(config), source=SOURCE, synthetic=True))
-    b = briefs[-1]
+    return briefs
+
+
+def test_the_brief_figures_are_rounded_to_six_significant_digits_in_one_pass(config, demo_market, ind):
+    idx = demo_market.index
+    b = _briefs(config, demo_market, ind, idx[idx >= pd.Timestamp("2024-06-03")][:15])[-1]
     assert b.positions
     d = b.as_dict()
 
@@ -257,16 +262,8 @@ def test_a_brief_renders_its_asset_table_as_the_plain_dicts_it_replaces(config, 
 
     from engine.decision import AssetTable
 
-    briefs = []
-
-    class Keep(RulesPolicy):
-        def decide(self, brief):
-            briefs.append(brief)
-            return super().decide(brief)
-
     idx = demo_market.index
-    run(Portfolio.initial(10_000), idx[:3].append(idx[idx >= pd.Timestamp("2024-06-03")][:5]), demo_market, ind,
-        StepContext(config=config, policy=Keep(config), source=SOURCE, synthetic=True))
+    briefs = _briefs(config, demo_market, ind, idx[:3].append(idx[idx >= pd.Timestamp("2024-06-03")][:5]))
     assert len(next(iter(briefs[0].assets.values()))) < len(next(iter(briefs[-1].assets.values())))
     for b in briefs:
         table = b.assets

@@ -234,14 +234,15 @@ def test_the_recent_figures_of_every_session_are_those_of_its_own_window_to_the_
     from tests.realdata import sp500_closes
 
     closes = sp500_closes().iloc[:800]
-    ind = type("Ind", (), {})()  # what _recent_at reads of the indicators
+    ind = type("Ind", (), {})()  # what _recent_rows reads of the indicators
     ind.returns_matrix = np.asarray(np.nan_to_num(closes.pct_change().to_numpy(dtype=float)), order=layout)
     ind.tickers = list(closes.columns)
     monkeypatch.setattr(step_module, "_RECENT_CHUNK", 97)  # many chunk edges
     monkeypatch.setattr(step_module, "_RECENT_TABLE", [])
     r = ind.returns_matrix
     for j in range(len(r)):
-        got = step_module._recent_at(ind, j, lookback, 252.0)
-        want = step_module._recent(r[max(0, j - lookback + 1) : j + 1], ind.tickers, 252.0)
+        got = step_module._recent_rows(ind, j, lookback, 252.0)
+        want = step_module._recent_block(r[max(0, j - lookback + 1) : j + 1], 252.0)
+        got, want = (None if a is None else a.tolist() for a in (got, want))
         assert got == want, f"session {j}"  # floats compared exactly (no NaN: missing returns are 0)
-    assert step_module._recent_at(ind, len(r) - 1, lookback, 252.0) != {} or lookback == 1
+    assert step_module._recent_rows(ind, len(r) - 1, lookback, 252.0) is not None or lookback == 1
