@@ -50,7 +50,7 @@ from engine.indicators import Indicators
 from engine.policies import Policy, RandomPolicy, Turnover, make_arm_policy
 from engine.portfolio.ledger import Portfolio
 from engine.records import Encoded, encode_record
-from engine.state import StateStore, check_config, atomic_write_bytes, dumps
+from engine.state import StateStore, check_config, atomic_write_bytes, dumps, import_writers
 from engine.step import StepContext, StepResult, step
 
 log = logging.getLogger(__name__)
@@ -364,7 +364,9 @@ def wait_for_save(exp: Experiment) -> None:
     """Wait for the background save under way, if any; raise what stopped it."""
     pending, exp.pending_save = exp.pending_save, None
     if pending is not None:
-        pending.join()
+        handed = pending.join()
+        for store in _stores(exp):
+            store.take_over(handed.get(str(store.root)))
 
 
 def _detach(exp: Experiment) -> dict[str, list[StepResult]]:
@@ -417,23 +419,28 @@ class _ForkedSave:
         """Whether the child has ended (or has reported its error): its pipe can be read."""
         return bool(select.select([self.errors], [], [], 0)[0])
 
-    def join(self) -> None:
+    def join(self) -> dict[str, tuple[Any, ...] | None]:
+        """What the child's stores wrote (store folder -> :meth:`StateStore.handover`)."""
         with os.fdopen(self.errors, "rb") as fh:
             report = fh.read()  # until the child exits (its end of the pipe closes)
         _, status = os.waitpid(self.pid, 0)
-        if os.waitstatus_to_exitcode(status) == 0:
-            return
+        code = os.waitstatus_to_exitcode(status)
         try:
-            exc = pickle.loads(report)
+            told = pickle.loads(report)
         except Exception:  # killed before it could say why (the journal covers its files)
-            exc = StateUnwritable(f"the background save stopped with status {os.waitstatus_to_exitcode(status)}")
-        raise exc
+            told = None
+        if code == 0 and isinstance(told, dict):
+            return told
+        if isinstance(told, BaseException):
+            raise told
+        raise StateUnwritable(f"the background save stopped with status {code}")
 
 
 def _fork_save(exp: Experiment, batch: dict[str, list[StepResult]],
                encoded: dict[str, dict[pd.Timestamp, Encoded]]) -> _ForkedSave:
     sys.stdout.flush()
     sys.stderr.flush()
+    import_writers()
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: write the batch, report any error, never return
@@ -444,6 +451,9 @@ def _fork_save(exp: Experiment, batch: dict[str, list[StepResult]],
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__  # not a progress bar's proxies (their lock)
             _die_with_parent()
             _write(exp, batch, encoded)
+            # What the stores wrote, for the parent's: the next save starts from it, not
+            # from reading and checking every arm's equity and trades again.
+            _send(write, pickle.dumps({str(s.root): s.handover() for s in _stores(exp)}))
             code = 0
         except BaseException as exc:
             with contextlib.suppress(BaseException):
@@ -451,14 +461,23 @@ def _fork_save(exp: Experiment, batch: dict[str, list[StepResult]],
                     data = pickle.dumps(exc)
                 except Exception:
                     data = pickle.dumps(StateUnwritable(f"the background save failed: {exc}"))
-                os.write(write, data)
+                _send(write, data)
         finally:
             os._exit(code)  # no atexit handlers, no flush of the parent's buffers
     os.close(write)
-    for arm in exp.arms:  # what the child writes is not what these stores last read
-        arm.store.forget()
-    exp.root.forget()
+    for store in _stores(exp):  # what the child writes is not what these stores last read
+        store.forget()
     return _ForkedSave(pid, read)
+
+
+def _stores(exp: Experiment) -> list[StateStore]:
+    return [*(arm.store for arm in exp.arms), exp.root]
+
+
+def _send(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:  # a pipe takes 64 KiB at a time
+        view = view[os.write(fd, view):]
 
 
 def _die_with_parent() -> None:

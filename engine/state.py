@@ -147,6 +147,12 @@ def atomic_write_parquet(path: Path, frame: pd.DataFrame) -> None:
         raise
 
 
+def import_writers() -> None:
+    """Import now what writing a Parquet file needs (pandas imports it at the first write):
+    a process that forks savers does it once, not each of them again (about 40 ms each)."""
+    import pyarrow.parquet  # noqa: F401
+
+
 def _link_atomic(source: Path, path: Path) -> bool:
     """Make `path` a hard link to `source`, atomically (a link under a temporary name,
     renamed over `path`); False when the filesystem cannot (the caller writes a copy)."""
@@ -704,6 +710,18 @@ class StateStore:
     def forget(self) -> None:
         """Drop what was read: another process is writing this folder."""
         self._loaded = None
+
+    def handover(self) -> tuple[Any, ...] | None:
+        """What this store last read or wrote, with the stamp of the files then: for the
+        process this one saved for (a forked saver's parent, :meth:`take_over`)."""
+        return None if self._loaded is None else (self._loaded, self._loaded_stamp)
+
+    def take_over(self, handed: tuple[Any, ...] | None) -> None:
+        """Take what another process's store of this folder wrote (its :meth:`handover`
+        after a save that completed) as what this one read: kept only while the files
+        still have the stamp they had then, as anything this store reads or writes."""
+        if handed is not None:
+            self._loaded, self._loaded_stamp = handed
 
     def _write_record(self, r: StepResult, twin: StateStore | None, encoded: Encoded | None) -> None:
         path = self.decision_path(r.date)

@@ -197,6 +197,46 @@ def test_checkpoints_are_written_in_the_background_and_give_the_state_of_a_foreg
     assert snapshot(tmp_path / "background") == snapshot(tmp_path / "foreground")
 
 
+def test_a_checkpoint_starts_from_what_the_save_before_it_wrote_not_from_reading_it_back(
+        tmp_path, config, demo_market, monkeypatch):
+    """Each forked save hands what it wrote to the run: neither the next checkpoint's saver
+    nor the run's own last save reads an arm's equity and trades back from disk (they grow
+    with the run), and the state is a foreground save's."""
+    log, run_pid = tmp_path / "read.log", os.getpid()
+    real = StateStore._read_parquet
+
+    def logged(self, path):
+        if path.exists():  # (a new folder's files are looked for, and are not there)
+            with open(log, "a", encoding="utf-8") as fh:  # from the run and from its savers
+                fh.write(f"{'run' if os.getpid() == run_pid else 'saver'} {path.name}\n")
+        return real(self, path)
+
+    monkeypatch.setattr(StateStore, "_read_parquet", logged)
+    exp = _long_run(config, demo_market, tmp_path / "background", checkpoint=20)
+    assert exp.headline.saved > 60  # three checkpoints in the background, then the last save
+    assert not log.exists()  # a new folder: nothing was there to read, and nothing written was read back
+    monkeypatch.setenv("ALMOST_SURELY_FOREGROUND_SAVES", "1")
+    _long_run(config, demo_market, tmp_path / "foreground", checkpoint=20)
+    assert snapshot(tmp_path / "background") == snapshot(tmp_path / "foreground")
+    fresh = StateStore(tmp_path / "background" / "arms" / "rules")
+    fresh.load()
+    pd.testing.assert_frame_equal(exp.headline.store.equity(), fresh.equity())  # what the run holds is on disk
+    pd.testing.assert_frame_equal(exp.headline.store.trades(), fresh.trades())
+
+
+def test_what_a_save_hands_over_is_dropped_once_another_writer_changes_the_folder(tmp_path, year):
+    p1, r1, p2, r2 = year
+    saver = StateStore(tmp_path)
+    saver.save(p1, r1)
+    run = StateStore(tmp_path)
+    run.take_over(saver.handover())
+    assert run.current() == p1 and len(run.equity()) == len(r1)
+    other = StateStore(tmp_path)
+    other.load()
+    other.save(p2, r2)  # another writer: the files now differ from what was handed over
+    assert run.current() == p2 and len(run.equity()) == len(r1) + len(r2)
+
+
 def test_records_encoded_while_a_save_runs_are_encoded_once_and_written_as_the_saver_would(
         tmp_path, config, demo_market, monkeypatch):
     """While a checkpoint is being written, the run encodes the next checkpoint's records
