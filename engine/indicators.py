@@ -20,7 +20,8 @@ Indicators are NaN until enough history exists.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -28,7 +29,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from engine.config import Config
+from engine.config import Asset, Benchmark, Config
 from engine.data.calendars import sessions_per_year, to_session
 from engine.data.market import MarketData
 from engine.risk.cvar import MIN_OBSERVATIONS, full_windows, rolling_var_cvar
@@ -201,14 +202,39 @@ def compute_indicators(market: MarketData, config: Config) -> Indicators:
     close = raw_close / units
 
     cube = np.full((n_rows, n_cols, len(INDICATOR_COLUMNS)), np.nan)
-    for j, t in enumerate(tickers):
-        own_ppy = sessions_per_year({instruments[t].calendar})
-        cube[:, j, : len(TECHNICAL_COLUMNS)] = _technical_on_union(close[:, j], own_ppy)
+    own_ppy = [sessions_per_year({instruments[t].calendar}) for t in tickers]
+
+    def technical() -> None:
+        for j in range(n_cols):
+            cube[:, j, : len(TECHNICAL_COLUMNS)] = _technical_on_union(close[:, j], own_ppy[j])
+
+    # The technical block (per ticker, on its own sessions) and the risk block (on EUR
+    # returns) are independent, and both spend their time in NumPy, which releases the GIL
+    # while it works: the technical block runs on a second thread meanwhile (0.25 -> 0.15 s
+    # for 21 assets over 11 years on two cores; each value computed as on one thread).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="indicators") as pool:
+        technical_done = pool.submit(technical)
+        risk = _risk_figures(close, market, instruments, config)
+        technical_done.result()
     for name in PRICE_LEVEL_COLUMNS:
         k = TECHNICAL_COLUMNS.index(name)
         cube[:, :, k] *= units
     cube[:, :, TECHNICAL_COLUMNS.index("close")] = _ffill_rows(raw_close)
+    returns_eur, risk_block = risk
+    cube[:, :, len(TECHNICAL_COLUMNS) :] = risk_block
 
+    frames = {
+        name: pd.DataFrame(cube[:, :, k], index=index, columns=market.close.columns)
+        for k, name in enumerate(INDICATOR_COLUMNS)
+    }
+    return Indicators(frames=frames, returns_eur=returns_eur)
+
+
+def _risk_figures(close: np.ndarray, market: MarketData, instruments: Mapping[str, Asset | Benchmark],
+                  config: Config) -> tuple[pd.DataFrame, np.ndarray]:
+    """The EUR returns of split-adjusted `close` (rows x tickers) and the RISK_COLUMNS block."""
+    index, tickers = market.close.index, market.tickers
+    n_rows, n_cols = close.shape
     price_local = pd.DataFrame(close, index=index, columns=market.close.columns).ffill()
     usd = [t for t in tickers if instruments[t].currency == "USD"]
     if usd:
@@ -224,13 +250,7 @@ def compute_indicators(market: MarketData, config: Config) -> Indicators:
     returns_eur = pd.DataFrame(returns_v, index=index, columns=market.close.columns)
 
     union_ppy = sessions_per_year({instruments[t].calendar for t in tickers})
-    cube[:, :, len(TECHNICAL_COLUMNS) :] = _risk_block(price_eur_v, returns_eur, config, union_ppy)
-
-    frames = {
-        name: pd.DataFrame(cube[:, :, k], index=index, columns=market.close.columns)
-        for k, name in enumerate(INDICATOR_COLUMNS)
-    }
-    return Indicators(frames=frames, returns_eur=returns_eur)
+    return returns_eur, _risk_block(price_eur_v, returns_eur, config, union_ppy)
 
 
 def _split_units(market: MarketData) -> np.ndarray:
