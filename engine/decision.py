@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from collections.abc import Iterator, Mapping, Sequence, Set
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -58,8 +58,10 @@ class Cut:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class PositionView:
+class PositionView(NamedTuple):
+    """A held position as the brief shows it. A named tuple: as immutable as a frozen
+    dataclass, and made in half the time (every position, every session, every arm)."""
+
     ticker: str
     qty: float
     avg_cost_eur: float
@@ -249,7 +251,7 @@ class BriefRecord(Mapping[str, Any]):
         return len(self.rendered())
 
 
-_POSITION_FIELDS = tuple(f.name for f in fields(PositionView))
+_POSITION_FIELDS = PositionView._fields
 _POSITION_TEXT = frozenset({"ticker", "currency"})
 
 
@@ -311,7 +313,7 @@ def _clean(v: Any) -> Any:
     return v
 
 
-def check_decision(decision: Decision, brief: Brief, universe: set[str]) -> tuple[list[Action], list[Cut]]:
+def check_decision(decision: Decision, brief: Brief, universe: Set[str]) -> tuple[list[Action], list[Cut]]:
     """Reject or repair what cannot be executed as asked. Returns the actions to size."""
     cuts: list[Cut] = []
     by_ticker: dict[str, list[Action]] = {}

@@ -68,6 +68,8 @@ class StepContext:
     instruments: dict[str, Asset | Benchmark] = field(init=False)
     sell_net_factor: dict[str, float] = field(init=False)
     sessions_per_year: float = field(init=False)  # of the union calendar: annualises the EUR figures
+    tickers: tuple[str, ...] = field(init=False)  # the tradable assets, in universe order (config.tickers)
+    universe: frozenset[str] = field(init=False)  # the same, as a set
     _buy_by_rate: dict[float, dict[str, float]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -81,6 +83,8 @@ class StepContext:
         }
         object.__setattr__(self, "sell_net_factor", sell)
         object.__setattr__(self, "sessions_per_year", sessions_per_year({i.calendar for i in self.instruments.values()}))
+        object.__setattr__(self, "tickers", tuple(self.config.tickers))
+        object.__setattr__(self, "universe", frozenset(self.tickers))
 
     def buy_cost_factor(self, d: dt.date) -> dict[str, float]:
         """Ticker -> all-in cost of 1 EUR bought on `d` (the FTT rate depends on the date)."""
@@ -270,7 +274,8 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
         if o.side == "sell"
     )
     blocked = market.blocked_on(day)
-    tradable = tuple(t for t in cfg.tickers if t in prices_eur and t in market.close.columns and t not in blocked)
+    priced = market.rows.ticker_set
+    tradable = tuple(t for t in ctx.tickers if t in prices_eur and t in priced and t not in blocked)
     sell_only = tuple(t for t in sorted(p.positions) if t in blocked and t in prices_eur)
     positions = {}
     for t, pos in p.positions.items():
@@ -288,7 +293,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
             pnl_pct=price / pos.avg_cost_eur - 1 if pos.avg_cost_eur > 0 else 0.0,
             prospect_value=float(pt(price / pos.avg_cost_eur - 1 if pos.avg_cost_eur > 0 else 0.0)),
         )
-    assets = at.assets(cfg.tickers)
+    assets = at.assets(ctx.tickers)
     previous = None
     if p.last_decision is not None:
         previous = {
@@ -342,7 +347,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
 
     # 5. decide, check, size, guard, queue.
     answer = ctx.policy.decide(brief)
-    actions, cuts = check_decision(answer.decision, brief, set(cfg.tickers))
+    actions, cuts = check_decision(answer.decision, brief, ctx.universe)
     cuts = list(answer.cuts) + cuts
     orders, sizing_cuts = size_orders(
         actions, brief, buy_factor, cfg.portfolio.min_order_eur, cfg.portfolio.whole_shares

@@ -246,7 +246,7 @@ def test_the_brief_figures_are_rounded_to_six_significant_digits_in_one_pass(con
     for t, row in d["assets"]["rows"].items():
         assert row == [six(v) for v in b.assets[t].values()]
     for pos, view in zip(d["positions"], b.positions.values(), strict=True):
-        assert pos == {k: v if isinstance(v, str) else six(v) for k, v in vars(view).items()}
+        assert pos == {k: v if isinstance(v, str) else six(v) for k, v in view._asdict().items()}
     small = b.as_dict(beside_message=True)
     assert small["assets"]["columns"] == ["close"]
     assert small["assets"]["rows"] == {t: [row[0]] for t, row in d["assets"]["rows"].items()}

@@ -89,6 +89,10 @@ class _Rows:
     def _last(self) -> dict[str, tuple[int, dict[str, float]]]:
         return {}
 
+    @cached_property
+    def ticker_set(self) -> frozenset[str]:
+        return frozenset(self.tickers)
+
 
 @dataclass(frozen=True)
 class MarketData:

@@ -85,8 +85,8 @@ class Blind:
         positions = {}
         for t, pv in b.positions.items():
             k = self.factor.get(t, 1.0)
-            positions[self._t(t)] = dataclasses.replace(
-                pv, ticker=self._t(t), qty=pv.qty / k, avg_cost_eur=pv.avg_cost_eur * k, price_local=pv.price_local * k,
+            positions[self._t(t)] = pv._replace(
+                ticker=self._t(t), qty=pv.qty / k, avg_cost_eur=pv.avg_cost_eur * k, price_local=pv.price_local * k,
                 price_eur=pv.price_eur * k, currency="EUR",
             )
         corr = b.correlation
