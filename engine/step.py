@@ -127,8 +127,11 @@ def book_corporate_actions(
     again (an 11:10 split would add 10% to the position from nothing).
     """
     rows = market.rows
-    splits = {} if market.split_adjusted else rows.at("splits", i)
-    return corporate_actions(p, day, rows.at("dividends", i), splits, fx, ctx.instruments)
+    split = not market.split_adjusted and rows.splitting[i]
+    if not (split or rows.paying[i]):
+        return p, []  # most sessions: nothing to book for any ticker
+    return corporate_actions(p, day, rows.at("dividends", i), rows.at("splits", i) if split else {}, fx,
+                             ctx.instruments)
 
 
 def fill_pending(p: Portfolio, day: dt.date, market: MarketData, i: int, fx: float, ctx: StepContext):

@@ -66,6 +66,9 @@ class DataIssue:
         return out
 
 
+SPLIT_TOLERANCE = 1e-12  # a ratio this close to 1 is no split
+
+
 @dataclass(frozen=True)
 class _Rows:
     tickers: list[str]
@@ -92,6 +95,16 @@ class _Rows:
     @cached_property
     def ticker_set(self) -> frozenset[str]:
         return frozenset(self.tickers)
+
+    @cached_property
+    def paying(self) -> np.ndarray:
+        """Per row: some ticker has a dividend (an amount above 0) on it."""
+        return (self.dividends > 0).any(axis=1)
+
+    @cached_property
+    def splitting(self) -> np.ndarray:
+        """Per row: some ticker has a split on it (a ratio above 0 other than 1)."""
+        return ((self.splits > 0) & (np.abs(self.splits - 1.0) > SPLIT_TOLERANCE)).any(axis=1)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from typing import Literal
 
 from engine.config import Asset
 from engine.data.calendars import open_time_utc
+from engine.data.market import SPLIT_TOLERANCE
 from engine.portfolio.costs import CostModel, cents
 from engine.portfolio.ledger import Fill, Portfolio, book
 
@@ -219,7 +220,7 @@ def corporate_actions(
     for t in affected:
         asset = assets[t]
         ratio = split_ratios.get(t, 1.0)
-        if ratio == ratio and ratio > 0 and abs(ratio - 1.0) > 1e-12:
+        if ratio == ratio and ratio > 0 and abs(ratio - 1.0) > SPLIT_TOLERANCE:
             pos = p.positions.get(t)
             if pos is not None:
                 f = Fill(
