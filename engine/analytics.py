@@ -74,7 +74,11 @@ def forward_returns(
     sessions: the asset's EUR return from the fill (its price with costs, EUR per share)
     to the close h - 1 sessions after the fill day (h = 1: the fill day's close) for a buy,
     minus that for a sale. Fills whose horizon is past the data are left out."""
-    t = _fills(trades)
+    return _forward_returns(_fills(trades), close_eur, horizons)
+
+
+def _forward_returns(t: pd.DataFrame, close_eur: pd.DataFrame,
+                     horizons: Sequence[int]) -> dict[str, dict[str, dict[str, float | int]]]:
     close = close_eur.sort_index()
     idx = close.index
     values = close.to_numpy(dtype=float)
@@ -100,9 +104,13 @@ def forward_returns(
 def round_trips(trades: pd.DataFrame) -> list[dict[str, Any]]:
     """Buys matched to later sales of the same ticker, first in first out: one entry per
     matched lot with its holding period (calendar days) and return (net of costs)."""
+    return _round_trips(_fills(trades))
+
+
+def _round_trips(fills: pd.DataFrame) -> list[dict[str, Any]]:
     lots: dict[str, deque[list[float]]] = defaultdict(deque)  # [qty, cost per share, date ordinal]
     trips = []
-    for row in _fills(trades).itertuples(index=False):
+    for row in fills.itertuples(index=False):
         q = float(row.qty)
         if row.side == "buy":
             lots[row.ticker].append([q, -float(row.cash_flow_eur) / q, row.date.toordinal()])
@@ -229,13 +237,13 @@ def _whole(interval: Mapping[str, Any], n: int) -> int:
     return k
 
 
-def _turnover(trades: pd.DataFrame, equity: pd.DataFrame) -> float:
+def _turnover(fills: pd.DataFrame, equity: pd.DataFrame) -> float:
     from engine.backtest.metrics import turnover
 
     if equity.empty:
         return math.nan
     nav = pd.Series(equity["nav_eur"].to_numpy(dtype=float), index=pd.DatetimeIndex(equity["date"]))
-    return float(turnover(_fills(trades), nav))
+    return float(turnover(fills, nav))
 
 
 def analyse(
@@ -243,17 +251,18 @@ def analyse(
     close_eur: pd.DataFrame | None = None, periods_per_year: float = 252,
 ) -> dict[str, Any]:
     """Every decision analytic of one arm (`records`: the counts of its decision records)."""
-    trips = round_trips(trades)
+    fills = _fills(trades)  # the buys and sales, in order, read once for every figure
+    trips = _round_trips(fills)
     out: dict[str, Any] = {
-        "fills": int(len(_fills(trades))),
+        "fills": int(len(fills)),
         "round_trips": len(trips),
         "win_rate_by_holding": win_rates(trips),
-        "turnover_ann": _turnover(trades, equity),
+        "turnover_ann": _turnover(fills, equity),
         **cash_drag(equity, periods_per_year),
         "cuts": records.cuts(),
         "fallbacks": records.fallbacks(),
         "note": "intervals are 95%: normal for means (optimistic: an arm's trades overlap in time), Wilson for rates",
     }
     if close_eur is not None:
-        out["forward_returns"] = forward_returns(trades, close_eur)
+        out["forward_returns"] = _forward_returns(fills, close_eur, HORIZONS)
     return out
