@@ -52,7 +52,8 @@ def _clean(returns: object) -> pd.Series:
         s = returns.astype(float)
     else:
         s = pd.Series(np.asarray(returns, dtype=float).ravel())
-    return s[s.notna()]
+    missing = np.isnan(s.to_numpy())
+    return s[~missing] if missing.any() else s  # already clean: each metric cleans its input again
 
 
 def _too_short(r: pd.Series) -> bool:
