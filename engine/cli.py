@@ -418,16 +418,30 @@ def _run_experiment(exp, sessions: Sequence[pd.Timestamp], market: MarketData, p
         bar.start()
         task = bar.add_task(f"sessions x {len(exp.arms)} arms", total=len(todo), day="")
 
+    # The bar is drawn 10 times a second: it is told about the sessions run at most every
+    # 50 ms, not after each one (a backtest runs a session in well under a millisecond).
+    waiting, shown_at, day, nav = 0, 0.0, None, float("nan")  # the sessions run since the bar was told
+
+    def show() -> None:
+        nonlocal waiting, shown_at
+        bar.update(task, advance=waiting, day=f"{day.date()}  {exp.headline.name} NAV {nav:,.2f} EUR")
+        waiting, shown_at = 0, time.monotonic()
+
     def on_session(d: pd.Timestamp) -> None:
+        nonlocal waiting, day, nav
         if bar is not None:
-            last = exp.headline.unsaved[-1].equity["nav_eur"] if exp.headline.unsaved else float("nan")
-            bar.update(task, advance=1, day=f"{d.date()}  {exp.headline.name} NAV {last:,.2f} EUR")
+            unsaved = exp.headline.unsaved
+            waiting, day, nav = waiting + 1, d, unsaved[-1].equity["nav_eur"] if unsaved else float("nan")
+            if time.monotonic() - shown_at >= 0.05:
+                show()
 
     t0 = time.perf_counter()
     try:
         run_experiment(exp, todo, market, ind, on_session=on_session)
     finally:
         if bar is not None:
+            if waiting:
+                show()
             bar.stop()
     for arm in exp.arms:
         if arm.failure and arm is not exp.headline:

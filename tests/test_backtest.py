@@ -199,3 +199,27 @@ def test_a_sweep_runs_in_parallel_and_writes_one_comparison(tmp_path, capsys):
     assert len(head) == 4 and set(head["policy"]) == {"rules", "hold"}
     assert (head.loc[head["policy"] == "hold", "cagr"] == 0).all()
     assert len(table[table["arm"] == "buy_and_hold_spy"]) == 4
+
+
+def test_the_progress_bar_ends_on_the_last_session_and_its_nav_told_in_batches(tmp_path, config, demo_market,
+                                                                                 monkeypatch):
+    """The bar counts every session and shows the last one's date and NAV, though it is
+    updated at most every 50 ms, not after each session (drawn 10 times a second)."""
+    import rich.progress
+
+    from engine.arms import headline_spec, open_experiment
+    from engine.cli import _run_experiment
+
+    updates = []
+    real = rich.progress.Progress.update
+    monkeypatch.setattr(rich.progress.Progress, "update",
+                        lambda self, task, **kw: updates.append(kw) or real(self, task, **kw))
+    idx = demo_market.index
+    sessions = list(idx[(idx >= pd.Timestamp("2024-01-02")) & (idx <= pd.Timestamp("2024-06-28"))])
+    head = headline_spec(config, "rules")
+    exp = open_experiment(tmp_path, config, [head], head, "demo seed=7", True, None, durable=False)
+    _run_experiment(exp, sessions, demo_market, progress=True)
+    assert sum(u["advance"] for u in updates) == len(sessions)
+    assert len(updates) < len(sessions) / 2
+    nav = exp.headline.store.equity()["nav_eur"].iloc[-1]
+    assert updates[-1]["day"] == f"{sessions[-1].date()}  rules NAV {nav:,.2f} EUR"
