@@ -43,7 +43,8 @@ def tail_count(n: int, level: float) -> int:
 
 def _valid(returns: object) -> np.ndarray:
     x = np.asarray(returns, dtype=float).ravel()
-    return x[~np.isnan(x)]
+    missing = np.isnan(x)
+    return x[~missing] if missing.any() else x
 
 
 def _tail(returns: object, level: float, min_observations: int) -> np.ndarray | None:
@@ -69,7 +70,7 @@ def historical_cvar(
 ) -> float:
     """1-period historical CVaR at `level`: ``-(mean of the k smallest returns)``."""
     tail = _tail(returns, level, min_observations)
-    return math.nan if tail is None else float(-tail.mean())
+    return math.nan if tail is None else float(-(tail.sum() / tail.size))  # the mean, as np.mean sums it
 
 
 def rolling_var_cvar(
