@@ -429,8 +429,8 @@ class _ForkedSave:
             told = pickle.loads(report)
         except Exception:  # killed before it could say why (the journal covers its files)
             told = None
-        if code == 0 and isinstance(told, dict):
-            return told
+        if code == 0:  # saved; without what the stores wrote, the next save reads the files back
+            return told if isinstance(told, dict) else {}
         if isinstance(told, BaseException):
             raise told
         raise StateUnwritable(f"the background save stopped with status {code}")
@@ -453,7 +453,11 @@ def _fork_save(exp: Experiment, batch: dict[str, list[StepResult]],
             _write(exp, batch, encoded)
             # What the stores wrote, for the parent's: the next save starts from it, not
             # from reading and checking every arm's equity and trades again.
-            _send(write, pickle.dumps({str(s.root): s.handover() for s in _stores(exp)}))
+            try:
+                handed = pickle.dumps({str(s.root): s.handover() for s in _stores(exp)})
+            except Exception:  # the files are written all the same: the next save reads them
+                handed = pickle.dumps({})
+            _send(write, handed)
             code = 0
         except BaseException as exc:
             with contextlib.suppress(BaseException):

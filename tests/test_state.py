@@ -224,6 +224,26 @@ def test_a_checkpoint_starts_from_what_the_save_before_it_wrote_not_from_reading
     pd.testing.assert_frame_equal(exp.headline.store.trades(), fresh.trades())
 
 
+def test_a_save_whose_stores_cannot_be_handed_over_still_counts_and_the_next_one_reads_the_files(
+        tmp_path, config, demo_market, monkeypatch):
+    log, run_pid = tmp_path / "read.log", os.getpid()
+    real = StateStore._read_parquet
+
+    def logged(self, path):
+        if path.exists() and os.getpid() != run_pid:
+            with open(log, "a", encoding="utf-8") as fh:
+                fh.write(f"{path.name}\n")
+        return real(self, path)
+
+    monkeypatch.setattr(StateStore, "_read_parquet", logged)
+    monkeypatch.setattr(StateStore, "handover", lambda self: (lambda: None))  # cannot be pickled
+    _long_run(config, demo_market, tmp_path / "background", checkpoint=20)
+    assert log.read_text(encoding="utf-8").split().count("equity.parquet") == 4  # 2 later savers x arm and root
+    monkeypatch.setenv("ALMOST_SURELY_FOREGROUND_SAVES", "1")
+    _long_run(config, demo_market, tmp_path / "foreground", checkpoint=20)
+    assert snapshot(tmp_path / "background") == snapshot(tmp_path / "foreground")
+
+
 def test_what_a_save_hands_over_is_dropped_once_another_writer_changes_the_folder(tmp_path, year):
     p1, r1, p2, r2 = year
     saver = StateStore(tmp_path)
