@@ -410,18 +410,19 @@ _CAN_FORK = sys.platform.startswith("linux")
 
 
 class _ForkedSave:
-    """A save running in a forked child; `join` waits for it and raises its error."""
+    """A save running in a forked child; `join` waits for it, and returns what its stores
+    wrote or raises its error. Both come through one pipe (`report`)."""
 
-    def __init__(self, pid: int, errors: int):
-        self.pid, self.errors = pid, errors
+    def __init__(self, pid: int, report: int):
+        self.pid, self.report = pid, report
 
     def finished(self) -> bool:
         """Whether the child has ended (or has reported its error): its pipe can be read."""
-        return bool(select.select([self.errors], [], [], 0)[0])
+        return bool(select.select([self.report], [], [], 0)[0])
 
     def join(self) -> dict[str, tuple[Any, ...] | None]:
         """What the child's stores wrote (store folder -> :meth:`StateStore.handover`)."""
-        with os.fdopen(self.errors, "rb") as fh:
+        with os.fdopen(self.report, "rb") as fh:
             report = fh.read()  # until the child exits (its end of the pipe closes)
         _, status = os.waitpid(self.pid, 0)
         code = os.waitstatus_to_exitcode(status)
