@@ -10,6 +10,7 @@ custom universe from a config file, writing the full state, metrics.json and the
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -61,7 +62,13 @@ def measure(data: Path, config: Path, years: int) -> dict[str, float]:
 
 
 def main(argv: list[str]) -> None:
-    years = [int(a) for a in argv] or [1, 5, 22]
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("years", type=int, nargs="*", default=[1, 5, 22],
+                    help="lengths of the backtests in years, each ending 2022-12-28 (default: 1 5 22)")
+    years = ap.parse_args(argv).years
+    if any(not 1 <= y <= 22 for y in years):
+        ap.error("each length is 1 to 22 years: skfolio's prices run from 2000-01-03 to 2022-12-28 "
+                 "(a 23rd year would start before them)")
     tickers = [t for t in sp500_closes().columns if t != BENCH]
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "mydata"
