@@ -19,6 +19,7 @@ import datetime as dt
 import math
 from collections.abc import Iterator, Mapping, Sequence, Set
 from dataclasses import asdict, dataclass, field
+from operator import attrgetter
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -185,10 +186,12 @@ class Brief:
         names, numbers, held = self._position_rows(beside_message)
         table, held = _json_tables(values, held)
         rows = dict(zip(self.assets, table, strict=True))
+        texts = [(i, f) for i, f in enumerate(names) if f in _POSITION_TEXT]  # their places among the figures
         positions = []
         for p, figures in zip(self.positions.values(), held, strict=True):
-            by_name = dict(zip(numbers, figures, strict=True))
-            positions.append({f: getattr(p, f) if f in _POSITION_TEXT else by_name[f] for f in names})
+            for i, f in texts:
+                figures.insert(i, getattr(p, f))
+            positions.append(dict(zip(names, figures, strict=True)))
         return {
             "date": self.date.isoformat(),
             "source": self.source,
@@ -219,6 +222,9 @@ class Brief:
         """The position fields the record keeps, the numeric ones, and their values."""
         names = [f for f in _POSITION_FIELDS if not beside_message or f in MESSAGE_POSITION_FIELDS]
         numbers = [f for f in names if f not in _POSITION_TEXT]
+        if len(numbers) > 1:  # attrgetter of one name gives the value, not a tuple
+            get = attrgetter(*numbers)
+            return names, numbers, [get(p) for p in self.positions.values()]
         return names, numbers, [[getattr(p, f) for f in numbers] for p in self.positions.values()]
 
 
