@@ -151,15 +151,16 @@ def encode_record(record: Mapping[str, Any]) -> Encoded:
     return dumps(stored), prompts
 
 
-def write_record(path: Path, record: Mapping[str, Any], durable: bool = True, encoded: Encoded | None = None) -> None:
+def write_record(path: Path | str, record: Mapping[str, Any], durable: bool = True, encoded: Encoded | None = None) -> None:
     """Write a decision record in layout 2: its prompts first (once per version), then the
     record, each atomically. `encoded`: the record's :func:`encode_record`, when it was
     encoded beforehand (a backtest encodes while it waits for its saver)."""
     from engine.state import atomic_write_bytes
 
     data, prompts = encoded if encoded is not None else encode_record(record)
-    write_prompts(Path(path).parent.parent, prompts, durable=durable)
-    atomic_write_bytes(Path(path), data, durable=durable)
+    if prompts:
+        write_prompts(Path(path).parent.parent, prompts, durable=durable)
+    atomic_write_bytes(path, data, durable=durable)
 
 
 # --- reading ---------------------------------------------------------------------------

@@ -49,7 +49,7 @@ import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from itertools import repeat
+from itertools import count, repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,20 +103,49 @@ def _unwritable(path: Path, exc: OSError) -> StateUnwritable:
     return StateUnwritable(f"cannot write {path}: {reason}")
 
 
-def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+_temp_names = count()
+
+
+def _open_temp(folder: str, name: str) -> tuple[int, str]:
+    """A new temporary file beside `name` in `folder` (``.NAME.PID.N.tmp``, private until
+    renamed): named without tempfile's random draw, since this process is the state's only
+    writer and the process id and a counter make the name unique; a name left by another
+    process (a crash) is stepped over."""
+    for _ in range(100):
+        tmp = f"{folder}/.{name}.{os.getpid()}.{next(_temp_names)}.tmp"
+        try:
+            return os.open(tmp, _TEMP_FLAGS, 0o600), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", f"{folder}/.{name}.*.tmp")
+
+
+def atomic_write_bytes(path: Path | str, data: bytes, durable: bool = True) -> None:
+    """Write `data` to `path` whole or not at all: a temporary file in the same folder
+    (created with the folder when missing), renamed over `path`. `durable`: flushed to the
+    disk before the rename."""
+    folder, name = os.path.split(os.fspath(path))
+    folder = folder or "."
     tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
+        try:
+            fd, tmp = _open_temp(folder, name)
+        except FileNotFoundError:  # the folder is new (a session's first record of a year)
+            os.makedirs(folder, exist_ok=True)
+            fd, tmp = _open_temp(folder, name)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
             if durable:
-                os.fsync(fh.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except OSError as exc:
         _discard(tmp)
-        raise _unwritable(path, exc) from None
+        raise _unwritable(Path(path), exc) from None
     except BaseException:
         _discard(tmp)
         raise
@@ -132,8 +161,9 @@ PARQUET_OPTIONS: dict[str, Any] = {"compression": None, "use_dictionary": False,
 def atomic_write_parquet(path: Path, frame: pd.DataFrame) -> None:
     tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        folder, name = os.path.split(os.fspath(path))
+        os.makedirs(folder or ".", exist_ok=True)
+        fd, tmp = _open_temp(folder or ".", name)
         os.close(fd)
         frame.to_parquet(tmp, index=False, **PARQUET_OPTIONS)
         with open(tmp, "rb") as fh:
@@ -153,24 +183,33 @@ def import_writers() -> None:
     import pyarrow.parquet  # noqa: F401
 
 
-def _link_atomic(source: Path, path: Path) -> bool:
+def _link_atomic(source: Path | str, path: Path | str) -> bool:
     """Make `path` a hard link to `source`, atomically (a link under a temporary name,
     renamed over `path`); False when the filesystem cannot (the caller writes a copy)."""
-    tmp = path.parent / f".{path.name}.link.tmp"
+    folder, name = os.path.split(os.fspath(path))
+    tmp = f"{folder or '.'}/.{name}.link.tmp"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(source, path)  # a new name (a backtest's): the link is atomic by itself
             return True
+        except FileNotFoundError:
+            if not os.path.exists(source):
+                return False
+            os.makedirs(folder or ".", exist_ok=True)
+            try:
+                os.link(source, path)
+                return True
+            except FileExistsError:
+                pass
         except FileExistsError:
             pass  # a session saved again: replace the old file at once
         with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+            os.unlink(tmp)
         os.link(source, tmp)
         os.replace(tmp, path)
         return True
     except OSError:
-        _discard(str(tmp))
+        _discard(tmp)
         return False
 
 
@@ -545,6 +584,7 @@ class StateStore:
 
     def __init__(self, root: Path, durable: bool = True, today: Callable[[], dt.date] | None = None):
         self.root = Path(root)
+        self._decisions = os.path.join(self.root, "decisions")  # a str: a record's path is made per session
         self.durable = durable
         self._today = today or (lambda: dt.datetime.now(dt.UTC).date())
         self._loaded: tuple[Portfolio | None, pd.DataFrame, pd.DataFrame] | None = None
@@ -568,7 +608,10 @@ class StateStore:
         return self.root / JOURNAL_FILE
 
     def decision_path(self, d: pd.Timestamp) -> Path:
-        return self.root / "decisions" / f"{d.year:04d}" / f"{d.month:02d}-{d.day:02d}.json"
+        return Path(self._record_file(d))
+
+    def _record_file(self, d: pd.Timestamp) -> str:
+        return f"{self._decisions}/{d.year:04d}/{d.month:02d}-{d.day:02d}.json"
 
     # -- reading --
 
@@ -739,11 +782,12 @@ class StateStore:
             self._loaded, self._loaded_stamp = handed
 
     def _write_record(self, r: StepResult, twin: StateStore | None, encoded: Encoded | None) -> None:
-        path = self.decision_path(r.date)
-        if twin is not None and _link_atomic(twin.decision_path(r.date), path):
+        path = self._record_file(r.date)
+        if twin is not None and _link_atomic(twin._record_file(r.date), path):
             # the twin's file is layout 2 already; the prompts it names are stored here too
             prompts = encoded[1] if encoded is not None else pack(r.record)[1]
-            write_prompts(path.parent.parent, prompts, durable=self.durable)
+            if prompts:
+                write_prompts(Path(self._decisions), prompts, durable=self.durable)
             return
         write_record(path, r.record, durable=self.durable, encoded=encoded)
 

@@ -114,6 +114,27 @@ def test_a_crash_while_writing_a_file_keeps_the_old_file_whole(tmp_path, year, m
     assert not list(store.root.glob(".*.tmp"))
 
 
+def test_an_atomic_write_never_writes_into_a_temporary_file_it_did_not_make(tmp_path):
+    import engine.state
+
+    target = tmp_path / "portfolio.json"
+    upcoming = next(engine.state._temp_names) + 1  # the name the next write would take
+    stale = tmp_path / f".portfolio.json.{os.getpid()}.{upcoming}.tmp"
+    stale.write_bytes(b"left by a crash")
+    engine.state.atomic_write_bytes(target, b"{}\n", durable=False)
+    assert target.read_bytes() == b"{}\n"
+    assert stale.read_bytes() == b"left by a crash"  # stepped over, for the recovery to clear
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, stale.name])
+
+
+def test_an_atomic_write_makes_the_folders_it_needs(tmp_path):
+    from engine.state import atomic_write_bytes
+
+    target = tmp_path / "decisions" / "2031" / "01-02.json"
+    atomic_write_bytes(target, b"[]\n", durable=False)
+    assert target.read_bytes() == b"[]\n" and not list(target.parent.glob(".*.tmp"))
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
