@@ -266,13 +266,18 @@ def _json_tables(*tables: list[list[float]]) -> list[list[list[float | None]]]:
     infinities as None: all of them in one vectorised pass (numpy's cost here is per call,
     not per figure). A table whose rows differ in length is read figure by figure."""
     shapes = [(len(t), len(t[0]) if len(t) else 0) for t in tables]
-    if all(len(row) == width for t, (_, width) in zip(tables, shapes, strict=True) for row in t):
+    # A 2-d array is even by construction (an AssetTable's figures); a list's rows are checked.
+    if all(isinstance(t, np.ndarray) and t.ndim == 2 or all(len(row) == width for row in t)
+           for t, (_, width) in zip(tables, shapes, strict=True)):
         flat = np.concatenate([np.asarray(t, dtype=float).reshape(-1) for t in tables]) if tables else np.empty(0)
     else:
         flat = np.fromiter((v for t in tables for row in t for v in row), dtype=float)
         shapes = []
-    rounded = round_sig(flat).astype(object)
-    rounded[~np.isfinite(flat)] = None
+    rounded = round_sig(flat)
+    finite = np.isfinite(flat)
+    if not finite.all():  # None where a figure is NaN or infinite (a float array cannot hold it)
+        rounded = rounded.astype(object)
+        rounded[~finite] = None
     out, i = [], 0
     if shapes:
         for n, width in shapes:
