@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,44 @@ def test_help_works_as_a_module():
     proc = subprocess.run([sys.executable, "-m", "engine", "--help"], capture_output=True, text=True, check=False)
     assert proc.returncode == 0
     assert "demo" in proc.stdout and "daily" in proc.stdout
+
+
+def test_a_command_run_as_a_module_exits_with_its_code_after_all_its_output(tmp_path, capsys):
+    # `python -m engine` skips the interpreter's teardown (engine.cli.quick_exit): nothing
+    # printed or logged may be lost, and the exit code is the command's.
+    argv = ["demo", "--sessions", "30", "--end", "2025-12-31", "--no-site"]
+    proc = subprocess.run([sys.executable, "-m", "engine", *argv, "--out", str(tmp_path / "a")],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    code, out, _ = run_cli(capsys, *argv, "--out", str(tmp_path / "b"))
+    assert code == 0
+    def same(text: str, out: Path) -> str:  # but the folder and the timing
+        return re.sub(r"\d+ ms per session", "N ms per session", text.replace(str(out), "OUT"))
+
+    assert same(proc.stdout, tmp_path / "a") == same(out, tmp_path / "b")
+    (tmp_path / "file").write_text("not a folder")
+    proc = subprocess.run([sys.executable, "-m", "engine", "daily", "--state", str(tmp_path / "file"), "--source", "demo"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 8
+    assert proc.stderr.startswith("error: the state folder") and "is not a directory" in proc.stderr
+
+
+@pytest.mark.parametrize("thread", [False, True])
+def test_the_quick_exit_runs_the_exit_handlers_and_waits_for_a_running_thread(thread):
+    script = (
+        "import atexit, logging, sys, threading, time\n"
+        "from engine.cli import quick_exit\n"
+        "logging.basicConfig(stream=sys.stderr, format='%(message)s')\n"
+        "atexit.register(lambda: print('handler ran', flush=True))\n"
+        + ("threading.Thread(target=lambda: (time.sleep(0.3), print('thread done', flush=True))).start()\n" if thread else "")
+        + "print('buffered, not flushed', end='')\n"
+        "logging.warning('a warning')\n"
+        "quick_exit(5)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert proc.returncode == 5
+    assert proc.stderr == "a warning\n"
+    assert proc.stdout == "buffered, not flushed" + ("thread done\n" if thread else "") + "handler ran\n"
 
 
 def test_demo_runs_offline_and_prints_the_summary_against_buy_and_hold(tmp_path, capsys):
