@@ -155,7 +155,10 @@ class Indicators:
 
     def values_at(self, d: object) -> np.ndarray:
         """Like :meth:`at` but the bare read-only (ticker x indicator) array, for hot loops."""
-        pos = self.row_position(d)
+        return self.values_at_row(self.row_position(d))
+
+    def values_at_row(self, pos: int) -> np.ndarray:
+        """:meth:`values_at` of the date whose :meth:`row_position` is `pos`."""
         if pos < 0:
             return np.full(self._cube.shape[1:], np.nan)
         return self._cube[pos]

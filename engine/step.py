@@ -44,7 +44,7 @@ from engine.portfolio.costs import CostModel
 from engine.portfolio.execution import corporate_actions, execute_pending
 from engine.portfolio.ledger import Fill, LastDecision, LLMTotals, Portfolio, mark
 from engine.risk.cvar import portfolio_cvar
-from engine.risk.prospect import prospect_value
+from engine.risk.prospect import prospect_value, prospect_value_of
 from engine.risk.guardrails import Book, Limits, apply_churn, apply_guardrails, churn_view, remember_churn
 
 RECORD_SCHEMA_VERSION = 1  # the shape readers get; engine.records writes it in layout 2
@@ -265,6 +265,8 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
     def pt(x: float) -> float:
         return prospect_value(x, rc.alpha, rc.beta, rc.loss_aversion)
 
+    pt_one = prospect_value_of(rc.alpha, rc.beta, rc.loss_aversion)  # a float's v(x), the parameters checked once
+
     buy_factor = ctx.buy_cost_factor(day)
     pending_cost = sum(
         o.qty * prices_eur.get(o.ticker, 0.0) * buy_factor.get(o.ticker, 1.0)
@@ -282,20 +284,13 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
     sell_only = tuple(t for t in sorted(p.positions) if t in blocked and t in prices_eur)
     positions = {}
     for t, pos in p.positions.items():
-        price = prices_eur[t]
-        positions[t] = PositionView(
-            ticker=t,
-            qty=pos.qty,
-            avg_cost_eur=pos.avg_cost_eur,
-            price_local=close_local[t],
-            currency=ctx.instruments[t].currency,
-            price_eur=price,
-            value_eur=pos.qty * price,
-            weight=pos.qty * price / nav,
-            pnl_eur=pos.qty * price - pos.cost_eur,
-            pnl_pct=price / pos.avg_cost_eur - 1 if pos.avg_cost_eur > 0 else 0.0,
-            prospect_value=float(pt(price / pos.avg_cost_eur - 1 if pos.avg_cost_eur > 0 else 0.0)),
-        )
+        price, qty, avg = prices_eur[t], pos.qty, pos.avg_cost_eur
+        value = qty * price
+        pnl_pct = price / avg - 1 if avg > 0 else 0.0
+        # ticker, qty, avg_cost_eur, price_local, currency, price_eur, value_eur, weight,
+        # pnl_eur, pnl_pct, prospect_value (positional: 11 keywords cost more than the tuple)
+        positions[t] = PositionView(t, qty, avg, close_local[t], ctx.instruments[t].currency, price, value,
+                                    value / nav, value - pos.cost_eur, pnl_pct, pt_one(pnl_pct))
     assets = at.assets(ctx.tickers)
     previous = None
     if p.last_decision is not None:
@@ -493,8 +488,8 @@ def at_session(market: MarketData, ind: Indicators, d: pd.Timestamp, lookback: i
         if m() is market and i() is ind and day == d and k == key:
             return view
     row, fx = session_row(market, d)
-    names, tickers, values = ind.names, ind.tickers, ind.values_at(d)
     j = ind.row_position(d)
+    names, tickers, values = ind.names, ind.tickers, ind.values_at_row(j)
     returns = ind.returns_matrix[max(0, j - lookback + 1) : j + 1]
     recent = _recent_rows(ind, j, lookback, periods_per_year)
     columns, figures = (names, values) if recent is None else ([*names, *_RECENT_KEYS], np.hstack([values, recent]))

@@ -180,6 +180,27 @@ def test_prospect_value_of_known_gains_and_losses():
     assert np.isnan(out[2])
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.floats(-5, 5, allow_nan=False), st.just(float("nan"))),
+       st.floats(0.1, 1.5), st.floats(0.1, 1.5), st.floats(0.5, 4.0))
+def test_the_steps_one_value_form_is_the_same_function(x, alpha, beta, lam):
+    from engine.risk.prospect import prospect_value_of
+
+    one = prospect_value_of(alpha, beta, lam)(x)
+    many = float(prospect_value(np.array([x]), alpha, beta, lam)[0])
+    assert (math.isnan(one) and math.isnan(many)) or one == pytest.approx(many, rel=1e-12, abs=1e-300)
+    assert one == prospect_value(x, alpha, beta, lam) or math.isnan(one)
+
+
+def test_the_one_value_form_checks_its_parameters_once_made():
+    from engine.risk.prospect import prospect_value_of
+
+    with pytest.raises(ValueError, match="positive"):
+        prospect_value_of(0.88, 0.0, 2.25)
+    with pytest.raises(ValueError, match="loss_aversion"):
+        prospect_value_of(0.88, 0.88, -1)
+
+
 def test_prospect_value_keeps_the_series_index():
     s = pd.Series([0.05, -0.05], index=["up", "down"])
     out = prospect_value(s)
