@@ -81,9 +81,10 @@ class RulesPolicy:
         a = brief.assets
         actions: list[Action] = []
         sold: set[str] = set()
+        tradable = set(brief.tradable)
 
         for t, pos in brief.positions.items():
-            if t not in brief.tradable or t not in a:
+            if t not in tradable or t not in a:
                 continue
             r = a[t]
             if _lt(r["close"], r["sma_200"]):
@@ -219,7 +220,8 @@ class EqualWeightPolicy:
         self.band = band
 
     def decide(self, brief: Brief) -> PolicyAnswer:
-        names = [t for t in self.universe if t in brief.tradable]
+        tradable = set(brief.tradable)
+        names = [t for t in self.universe if t in tradable]
         if not names or brief.nav_eur <= 0:
             return PolicyAnswer(decision=Decision(summary="Equal weight: nothing tradable."))
         target = (1 - BASELINE_CASH_BUFFER) / len(names)
