@@ -137,8 +137,19 @@ class Indicators:
 
     def row_position(self, d: object) -> int:
         """Position of the last index row on or before date `d`; -1 if `d` is before the first."""
+        if isinstance(d, pd.Timestamp):
+            hit = self._row_of.get(d)  # a date of the index (every step's), looked up
+            if hit is not None:
+                return hit
         ts = to_session(d)
         return int(np.searchsorted(self._dates, ts.value, side="right")) - 1
+
+    @cached_property
+    def _row_of(self) -> dict[pd.Timestamp, int]:
+        """Each date of the index -> its position (the last, should a date repeat, as the
+        search gives it); only midnight dates, since any other time is its day's session."""
+        dates = pd.DatetimeIndex(self._dates.view("datetime64[ns]"))
+        return {d: i for i, d in enumerate(dates) if d.value % 86_400_000_000_000 == 0}
 
     def at(self, d: object) -> pd.DataFrame:
         """Every indicator as of date `d`: index = tickers, columns = :attr:`names`.

@@ -158,6 +158,22 @@ def atomic_write_bytes(path: Path | str, data: bytes, durable: bool = True) -> N
 PARQUET_OPTIONS: dict[str, Any] = {"compression": None, "use_dictionary": False, "write_statistics": False}
 
 
+def parquet_bytes(frame: pd.DataFrame) -> bytes:
+    """The parquet file :func:`atomic_write_parquet` writes of `frame`."""
+    import io
+
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False, **PARQUET_OPTIONS)
+    return buf.getvalue()
+
+
+def _same(a: pd.DataFrame | None, b: pd.DataFrame | None) -> bool:
+    """The same rows: the same object, both missing, or equal frames (dtypes included)."""
+    if a is b:
+        return True
+    return a is not None and b is not None and a.dtypes.equals(b.dtypes) and a.equals(b)
+
+
 def atomic_write_parquet(path: Path, frame: pd.DataFrame) -> None:
     tmp = None
     try:
@@ -590,6 +606,9 @@ class StateStore:
         self._loaded: tuple[Portfolio | None, pd.DataFrame, pd.DataFrame] | None = None
         self._loaded_stamp: tuple[tuple[int, int, int] | None, ...] = ()
         self._prompts: Prompts | None = None  # the stored system prompts, read once each
+        # The last save's sessions, the rows it appended them to, the rows and the parquet
+        # files it wrote: for a store saving the same sessions next (the root after its arm).
+        self._rows_written: tuple[Any, ...] | None = None
 
     @property
     def portfolio_path(self) -> Path:
@@ -767,7 +786,7 @@ class StateStore:
 
     def forget(self) -> None:
         """Drop what was read: another process is writing this folder."""
-        self._loaded = None
+        self._loaded = self._rows_written = None
 
     def handover(self) -> tuple[Any, ...] | None:
         """What this store last read or wrote, with the stamp of the files then: for the
@@ -795,6 +814,7 @@ class StateStore:
               encoded: Mapping[pd.Timestamp, Encoded]) -> tuple[Portfolio, pd.DataFrame, pd.DataFrame] | None:
         """Write; return what a load of the folder would now give (the portfolio, the
         committed equity and trades), or None when the rows on disk were not read checked."""
+        self._rows_written = None
         cached = self._still_loaded()
         if cached:  # the committed rows, read and checked (or written) by this store
             _, old_equity, old_trades = self._loaded
@@ -808,21 +828,31 @@ class StateStore:
             for r in results:  # one thread: see the note on writers below
                 self._write_record(r, twin, encoded.get(r.date))
 
-            fills = [f.model_dump() for r in results for f in r.fills]
-            new_trades = pd.DataFrame(fills, columns=TRADE_COLUMNS)
-            if old_trades is not None and len(old_trades):
-                keep = old_trades[~pd.to_datetime(old_trades["date"]).isin(dates)]
-                new_trades = pd.concat([keep, new_trades], ignore_index=True) if len(new_trades) else keep
-            new_trades = _typed(new_trades.reset_index(drop=True), TRADES_SCHEMA, _no_extra)
-            atomic_write_parquet(self.trades_path, new_trades)
+            done = twin._rows_written if twin is not None else None
+            if done is not None and done[0] is results and _same(done[1], old_equity) and _same(done[2], old_trades):
+                # The twin has just appended the same sessions to the same rows: the same
+                # files, byte for byte (each folder has its own copy, as git keeps it).
+                new_equity, new_trades, equity_bytes, trades_bytes = done[3:]
+            else:
+                fills = [f.model_dump() for r in results for f in r.fills]
+                new_trades = pd.DataFrame(fills, columns=TRADE_COLUMNS)
+                if old_trades is not None and len(old_trades):
+                    keep = old_trades[~pd.to_datetime(old_trades["date"]).isin(dates)]
+                    new_trades = pd.concat([keep, new_trades], ignore_index=True) if len(new_trades) else keep
+                new_trades = _typed(new_trades.reset_index(drop=True), TRADES_SCHEMA, _no_extra)
+                trades_bytes = parquet_bytes(new_trades)
 
-            new_equity = pd.DataFrame([r.equity for r in results])
-            new_equity["date"] = pd.to_datetime(new_equity["date"]).astype("datetime64[ns]")
-            if old_equity is not None and len(old_equity):
-                keep = old_equity[~pd.to_datetime(old_equity["date"]).isin(dates)]
-                new_equity = pd.concat([keep, new_equity], ignore_index=True)
-            new_equity = _typed(new_equity.sort_values("date").reset_index(drop=True), EQUITY_SCHEMA, _equity_extra)
-            atomic_write_parquet(self.equity_path, new_equity)
+                new_equity = pd.DataFrame([r.equity for r in results])
+                new_equity["date"] = pd.to_datetime(new_equity["date"]).astype("datetime64[ns]")
+                if old_equity is not None and len(old_equity):
+                    keep = old_equity[~pd.to_datetime(old_equity["date"]).isin(dates)]
+                    new_equity = pd.concat([keep, new_equity], ignore_index=True)
+                new_equity = _typed(new_equity.sort_values("date").reset_index(drop=True), EQUITY_SCHEMA,
+                                    _equity_extra)
+                equity_bytes = parquet_bytes(new_equity)
+            atomic_write_bytes(self.trades_path, trades_bytes, durable=True)  # git's copy: always flushed
+            atomic_write_bytes(self.equity_path, equity_bytes, durable=True)
+            self._rows_written = (results, old_equity, old_trades, new_equity, new_trades, equity_bytes, trades_bytes)
             committed = (new_equity, new_trades)  # as a load reads them back (tests/test_state.py)
         else:
             committed = (old_equity, old_trades) if cached else None

@@ -108,8 +108,10 @@ class StepResult:
 def session_row(market: MarketData, d: pd.Timestamp) -> tuple[int, float]:
     """The row of session `d` in the panel and its EURUSD rate, or DataUnavailable."""
     try:
-        i = int(market.index.get_loc(d))
-    except KeyError:
+        i = market.rows.row_of.get(d)
+        if i is None:  # not a session of the panel as given (or another kind of date)
+            i = int(market.index.get_loc(d))
+    except (KeyError, TypeError):
         raise DataUnavailable(f"{d.date()} is not in the market data ({market.index[0].date()}..{market.index[-1].date()})") from None
     fx = float(market.rows.fx_eurusd[i])
     if not (math.isfinite(fx) and fx > 0):
@@ -466,13 +468,25 @@ class AtSession:
 
     def assets(self, tickers: Sequence[str]) -> AssetTable:
         """The brief's asset table of `tickers` (in that order; those without indicators left out)."""
-        if list(tickers) == self.tickers:
+        key = (tuple(self.tickers), tuple(tickers))
+        order = _ORDERS.get(key)
+        if order is None:
+            if len(_ORDERS) > 16:
+                _ORDERS.clear()
+            at = {t: i for i, t in enumerate(self.tickers)}
+            kept = [t for t in tickers if t in at]
+            order = _ORDERS[key] = (kept, None if kept == self.tickers else np.array([at[t] for t in kept], dtype=int))
+        kept, rows = order
+        if rows is None:
             return AssetTable(self.tickers, self.columns, self.figures)
-        at = {t: i for i, t in enumerate(self.tickers)}
-        kept = [t for t in tickers if t in at]
-        figures = self.figures[[at[t] for t in kept]]
+        figures = self.figures[rows]
         figures.flags.writeable = False  # as the shared table is: what a policy is given it only reads
         return AssetTable(kept, self.columns, figures)
+
+
+# (the indicators' tickers, the brief's) -> the brief's tickers that have indicators, and
+# their rows among the indicators' (None: the same order): the same pair every session.
+_ORDERS: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[list[str], np.ndarray | None]] = {}
 
 
 _AT: list[tuple[Any, Any, pd.Timestamp, tuple[int, float], AtSession]] = []  # the last session's, at most one

@@ -416,6 +416,37 @@ def test_the_roots_decision_records_are_its_headline_arms_written_once(tmp_path,
     assert not any((copied / r).samefile(tmp_path / "copied" / "arms" / "rules" / "decisions" / r) for r in records)
 
 
+def test_the_root_writes_its_arms_rows_without_building_them_again(tmp_path, config, demo_market, monkeypatch):
+    import engine.state
+
+    built, real = [], engine.state.parquet_bytes
+    monkeypatch.setattr(engine.state, "parquet_bytes", lambda frame: built.append(len(frame)) or real(frame))
+    monkeypatch.setenv("ALMOST_SURELY_FOREGROUND_SAVES", "1")  # the saves in this process, counted
+    exp = _long_run(config, demo_market, tmp_path / "state", checkpoint=20)
+    saves = -(-exp.headline.saved // 20)
+    assert len(built) == 2 * saves  # equity and trades, once a save: the arm's, not the root's too
+    root, arm = tmp_path / "state", tmp_path / "state" / "arms" / "rules"
+    for name in ("equity.parquet", "trades.parquet"):
+        assert (root / name).read_bytes() == (arm / name).read_bytes() and not (root / name).samefile(arm / name)
+    assert StateStore(root).equity().equals(StateStore(arm).equity())
+
+
+def test_a_store_builds_its_own_rows_when_they_are_not_its_twins(tmp_path, year, monkeypatch):
+    import engine.state
+
+    p1, r1, p2, r2 = year
+    built, real = [], engine.state.parquet_bytes
+    monkeypatch.setattr(engine.state, "parquet_bytes", lambda frame: built.append(len(frame)) or real(frame))
+    twin, other = StateStore(tmp_path / "twin"), StateStore(tmp_path / "other")
+    twin.save(p1, r1)
+    other.save(p1, list(r1), twin=twin)  # the same sessions, not the twin's batch: built again
+    assert len(built) == 4
+    twin.save(p2, r2)
+    other.save(p2, r2, twin=twin)  # the twin's batch on the same rows: taken as written
+    assert len(built) == 6
+    assert StateStore(tmp_path / "other").equity().equals(StateStore(tmp_path / "twin").equity())
+
+
 def test_a_record_linked_again_replaces_the_old_one(tmp_path):
     """The root's record of a session saved again (a run redoing a save that did not
     finish) is the new record, never the old one kept because its name was taken."""

@@ -93,6 +93,11 @@ class _Rows:
         return {}
 
     @cached_property
+    def row_of(self) -> dict[pd.Timestamp, int]:
+        """Session (a midnight Timestamp) -> its row: a dict look-up, not an index search."""
+        return dict(zip(pd.DatetimeIndex(self.dates_ns.view("datetime64[ns]")), range(len(self.dates_ns))))
+
+    @cached_property
     def ticker_set(self) -> frozenset[str]:
         return frozenset(self.tickers)
 

@@ -124,9 +124,10 @@ def _portfolio_returns(returns_matrix: np.ndarray, weights: np.ndarray) -> np.nd
     w = np.asarray(weights, dtype=float).ravel()
     if r.ndim != 2 or r.shape[1] != w.size:
         raise ValueError(f"returns_matrix must be T x {w.size}, got shape {r.shape}")
-    if np.isnan(r).any():
-        r = np.where(np.isnan(r), 0.0, r)
-    return r @ w
+    out = r @ w
+    if np.isnan(out).any():  # a NaN return (or weight) is in it: the returns' NaN count as 0
+        out = np.where(np.isnan(r), 0.0, r) @ w
+    return out
 
 
 def portfolio_var(
