@@ -41,7 +41,7 @@ from engine.errors import DataUnavailable
 from engine.indicators import Indicators
 from engine.policies import Policy
 from engine.portfolio.costs import CostModel
-from engine.portfolio.execution import corporate_actions, execute_pending
+from engine.portfolio.execution import ExecutionResult, corporate_actions, execute_pending
 from engine.portfolio.ledger import Fill, LastDecision, LLMTotals, Portfolio, mark
 from engine.risk.cvar import portfolio_cvar
 from engine.risk.prospect import prospect_value, prospect_value_of
@@ -138,6 +138,8 @@ def book_corporate_actions(
 
 def fill_pending(p: Portfolio, day: dt.date, market: MarketData, i: int, fx: float, ctx: StepContext):
     """The pending orders filled at D's open; an order on a bar that did not trade waits."""
+    if not p.pending_orders:  # most sessions: nothing was decided the session before
+        return ExecutionResult(p, [], [])
     rows = market.rows
     opens = rows.at("open", i)
     pending = {o.ticker for o in p.pending_orders}
