@@ -222,8 +222,11 @@ def _unbooked_splits(p: Portfolio, market: MarketData, ctx: StepContext) -> tupl
 
 
 def record_marks(p: Portfolio, close_local: dict[str, float]) -> Portfolio:
-    """Remember the close each position is marked at (for :func:`reconcile_units`)."""
-    return p.model_copy(update={"marks_local": {t: close_local[t] for t in p.positions if t in close_local}})
+    """Remember the close each position is marked at (for :func:`reconcile_units`), to 6
+    significant digits as the decision records show it: the check allows 2%
+    (MARK_TOLERANCE), and the state's daily diff does not carry 17 digits a price."""
+    return p.model_copy(update={"marks_local": {t: float("%.6g" % close_local[t])
+                                                for t in p.positions if t in close_local}})
 
 
 def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx: StepContext) -> StepResult:

@@ -125,6 +125,15 @@ def test_a_split_missing_from_the_events_is_found_at_load_and_booked(unadjusted)
     assert p2.positions["AI.PA"].qty == pytest.approx(qty * 2)
 
 
+def test_the_marks_are_kept_to_six_digits_and_the_same_data_reads_as_agreeing(unadjusted):
+    p, _ = _run(unadjusted.upto(pd.Timestamp("2024-05-31")), "2024-05-01", "2024-05-31")
+    close = float(unadjusted.close.loc["2024-05-31", "AI.PA"])
+    assert p.marks_local["AI.PA"] == float(f"{close:.6g}") and len(repr(p.marks_local["AI.PA"])) <= 8
+    p2, results = _run(unadjusted, "2024-06-03", "2024-06-04", p=p)  # no split found in a rounding
+    assert not [f for r in results for f in r.fills if f.side == "split"]
+    assert p2.positions["AI.PA"].qty == p.positions["AI.PA"].qty
+
+
 def test_a_disagreement_that_is_no_split_stops_the_run(unadjusted):
     p, _ = _run(unadjusted.upto(pd.Timestamp("2024-05-31")), "2024-05-01", "2024-05-31")
     off = unadjusted.close.copy()
