@@ -32,7 +32,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from engine.config import Asset, Benchmark, Config
 from engine.data.calendars import sessions_per_year, to_session
 from engine.data.market import MarketData
-from engine.risk.cvar import MIN_OBSERVATIONS, full_windows, rolling_var_cvar
+from engine.risk.cvar import MIN_OBSERVATIONS, WINDOW_CHUNK, full_windows, rolling_var_cvar
 from engine.risk.kelly import kelly_fraction
 from engine.risk.prospect import prospect_value
 
@@ -360,10 +360,14 @@ def _sample_std(x: np.ndarray, axis: int) -> np.ndarray:
 
 
 def _trailing(x: np.ndarray, window: int, reducer: Callable[..., np.ndarray]) -> np.ndarray:
-    """``reducer`` over each trailing window of a 1-D array; NaN for the first window-1."""
+    """``reducer`` over each trailing window of a 1-D array; NaN for the first window-1.
+    The windows are reduced WINDOW_CHUNK at a time: a reducer's temporaries (a copy of
+    every window) stay the same size whatever the length of the history."""
     out = np.full(x.shape[0], np.nan)
     if x.shape[0] >= window:
-        out[window - 1 :] = reducer(sliding_window_view(x, window), axis=-1)
+        windows = sliding_window_view(x, window)
+        for a in range(0, len(windows), WINDOW_CHUNK):
+            out[window - 1 + a : window - 1 + a + WINDOW_CHUNK] = reducer(windows[a : a + WINDOW_CHUNK], axis=-1)
     return out
 
 
@@ -449,8 +453,9 @@ def _trailing_2d(
     full = full_windows(values, window)
     by_column = np.ascontiguousarray(values.T)  # windows contiguous along the last axis
     for j in range(n_cols):
-        rows = np.flatnonzero(full[:, j])
-        if rows.size:
-            windows = sliding_window_view(by_column[j], window)[rows]
-            out[rows + window - 1, j] = reducer(windows, axis=-1)
+        every = sliding_window_view(by_column[j], window)
+        full_rows = np.flatnonzero(full[:, j])
+        for a in range(0, full_rows.size, WINDOW_CHUNK):  # a bounded copy of the windows at a time
+            rows = full_rows[a : a + WINDOW_CHUNK]
+            out[rows + window - 1, j] = reducer(every[rows], axis=-1)
     return out

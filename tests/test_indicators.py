@@ -342,3 +342,19 @@ def test_figures_at_d_do_not_depend_on_how_much_history_was_loaded():
     long = compute_indicators(src.load(CONFIG, "2019-01-02", d), CONFIG).at(d)
     assert short.notna().all().all(), "320 sessions of history suffice for every figure"
     pd.testing.assert_frame_equal(short, long, rtol=1e-8, atol=1e-12)
+
+
+def test_windows_reduced_a_chunk_at_a_time_give_the_same_bits(demo_market, monkeypatch):
+    # The trailing windows are copied and reduced WINDOW_CHUNK at a time so that memory
+    # does not grow with the history: every figure must be the one a single pass gives.
+    import engine.indicators
+    import engine.risk.cvar
+
+    cfg = load_config()
+    whole = compute_indicators(demo_market, cfg)
+    for module in (engine.indicators, engine.risk.cvar):
+        monkeypatch.setattr(module, "WINDOW_CHUNK", 37)  # many chunks, a short last one
+    chunked = compute_indicators(demo_market, cfg)
+    assert len(demo_market.index) > 10 * 37
+    for name, frame in whole.frames.items():
+        np.testing.assert_array_equal(chunked.frames[name].to_numpy(), frame.to_numpy(), err_msg=name)
