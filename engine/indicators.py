@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -90,12 +90,15 @@ class Indicators:
 
     frames: dict[str, pd.DataFrame]
     returns_eur: pd.DataFrame
+    # The frames already stacked (compute_indicators: the frames are views of it), so
+    # that the panel is held once, not twice.
+    cube: InitVar[np.ndarray | None] = None
     _cube: np.ndarray = field(init=False, repr=False)
     _dates: np.ndarray = field(init=False, repr=False)
     _tickers: pd.Index = field(init=False, repr=False)
     _names: pd.Index = field(init=False, repr=False)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, cube: np.ndarray | None) -> None:
         index = self.returns_eur.index
         tickers = self.returns_eur.columns
         if not index.is_monotonic_increasing:
@@ -103,7 +106,10 @@ class Indicators:
         for name, frame in self.frames.items():
             if not (frame.index.equals(index) and frame.columns.equals(tickers)):
                 raise ValueError(f"indicator frame {name!r} is not aligned with returns_eur")
-        if self.frames:
+        if cube is not None and cube.shape == (len(index), len(tickers), len(self.frames)) \
+                and all(np.may_share_memory(f.to_numpy(), cube) for f in self.frames.values()):
+            pass  # the frames are its layers
+        elif self.frames:
             cube = np.stack([f.to_numpy(dtype=float) for f in self.frames.values()], axis=2)
         else:
             cube = np.empty((len(index), len(tickers), 0))
@@ -237,11 +243,12 @@ def compute_indicators(market: MarketData, config: Config) -> Indicators:
     returns_eur, risk_block = risk
     cube[:, :, len(TECHNICAL_COLUMNS) :] = risk_block
 
-    frames = {
-        name: pd.DataFrame(cube[:, :, k], index=index, columns=market.close.columns)
+    cube.setflags(write=False)
+    frames = {  # views of the cube's layers: the panel is held once
+        name: pd.DataFrame(cube[:, :, k], index=index, columns=market.close.columns, copy=False)
         for k, name in enumerate(INDICATOR_COLUMNS)
     }
-    return Indicators(frames=frames, returns_eur=returns_eur)
+    return Indicators(frames=frames, returns_eur=returns_eur, cube=cube)
 
 
 def _risk_figures(close: np.ndarray, market: MarketData, instruments: Mapping[str, Asset | Benchmark],

@@ -358,3 +358,11 @@ def test_windows_reduced_a_chunk_at_a_time_give_the_same_bits(demo_market, monke
     assert len(demo_market.index) > 10 * 37
     for name, frame in whole.frames.items():
         np.testing.assert_array_equal(chunked.frames[name].to_numpy(), frame.to_numpy(), err_msg=name)
+
+
+def test_the_panel_of_indicators_is_held_once(demo_market):
+    ind = compute_indicators(demo_market, load_config())
+    assert all(np.shares_memory(frame.to_numpy(), ind._cube) for frame in ind.frames.values())
+    assert not ind._cube.flags.writeable
+    k = list(ind.frames).index("rsi_14")
+    np.testing.assert_array_equal(ind.frames["rsi_14"].to_numpy(), ind._cube[:, :, k])
