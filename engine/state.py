@@ -159,7 +159,7 @@ PARQUET_OPTIONS: dict[str, Any] = {"compression": None, "use_dictionary": False,
 
 
 def parquet_bytes(frame: pd.DataFrame) -> bytes:
-    """The parquet file :func:`atomic_write_parquet` writes of `frame`."""
+    """`frame` as the state's parquet files hold it (PARQUET_OPTIONS, no index)."""
     import io
 
     buf = io.BytesIO()
@@ -174,23 +174,9 @@ def _same(a: pd.DataFrame | None, b: pd.DataFrame | None) -> bool:
     return a is not None and b is not None and a.dtypes.equals(b.dtypes) and a.equals(b)
 
 
-def atomic_write_parquet(path: Path, frame: pd.DataFrame) -> None:
-    tmp = None
-    try:
-        folder, name = os.path.split(os.fspath(path))
-        os.makedirs(folder or ".", exist_ok=True)
-        fd, tmp = _open_temp(folder or ".", name)
-        os.close(fd)
-        frame.to_parquet(tmp, index=False, **PARQUET_OPTIONS)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        _discard(tmp)
-        raise _unwritable(path, exc) from None
-    except BaseException:
-        _discard(tmp)
-        raise
+def atomic_write_parquet(path: Path | str, frame: pd.DataFrame) -> None:
+    """`frame` as a parquet file at `path`, atomically and flushed (git keeps these files)."""
+    atomic_write_bytes(path, parquet_bytes(frame), durable=True)
 
 
 def import_writers() -> None:
@@ -850,7 +836,7 @@ class StateStore:
                 new_equity = _typed(new_equity.sort_values("date").reset_index(drop=True), EQUITY_SCHEMA,
                                     _equity_extra)
                 equity_bytes = parquet_bytes(new_equity)
-            atomic_write_bytes(self.trades_path, trades_bytes, durable=True)  # git's copy: always flushed
+            atomic_write_bytes(self.trades_path, trades_bytes, durable=True)  # as atomic_write_parquet: flushed
             atomic_write_bytes(self.equity_path, equity_bytes, durable=True)
             self._rows_written = (results, old_equity, old_trades, new_equity, new_trades, equity_bytes, trades_bytes)
             committed = (new_equity, new_trades)  # as a load reads them back (tests/test_state.py)

@@ -44,7 +44,7 @@ from engine.portfolio.costs import CostModel
 from engine.portfolio.execution import ExecutionResult, corporate_actions, execute_pending
 from engine.portfolio.ledger import Fill, LastDecision, LLMTotals, Portfolio, mark
 from engine.risk.cvar import portfolio_cvar
-from engine.risk.prospect import prospect_value, prospect_value_of
+from engine.risk.prospect import prospect_value_of
 from engine.risk.guardrails import Book, Limits, apply_churn, apply_guardrails, churn_view, remember_churn
 
 RECORD_SCHEMA_VERSION = 1  # the shape readers get; engine.records writes it in layout 2
@@ -269,10 +269,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
     since = _sessions_since(market.rows.dates_ns, i)
     churn = churn_view(p.churn.last_sold, p.churn.buys, since, cfg.churn) if ctx.guarded else None
 
-    def pt(x: float) -> float:
-        return prospect_value(x, rc.alpha, rc.beta, rc.loss_aversion)
-
-    pt_one = prospect_value_of(rc.alpha, rc.beta, rc.loss_aversion)  # a float's v(x), the parameters checked once
+    pt = prospect_value_of(rc.alpha, rc.beta, rc.loss_aversion)  # a float's v(x), the parameters checked once
 
     buy_factor = ctx.buy_cost_factor(day)
     pending_cost = sum(
@@ -297,7 +294,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
         # ticker, qty, avg_cost_eur, price_local, currency, price_eur, value_eur, weight,
         # pnl_eur, pnl_pct, prospect_value (positional: 11 keywords cost more than the tuple)
         positions[t] = PositionView(t, qty, avg, close_local[t], ctx.instruments[t].currency, price, value,
-                                    value / nav, value - pos.cost_eur, pnl_pct, pt_one(pnl_pct))
+                                    value / nav, value - pos.cost_eur, pnl_pct, pt(pnl_pct))
     assets = at.assets(ctx.tickers)
     previous = None
     if p.last_decision is not None:
@@ -344,7 +341,7 @@ def step(p: Portfolio, d: pd.Timestamp, market: MarketData, ind: Indicators, ctx
         sell_only=sell_only,
         starting_capital_eur=p.starting_capital_eur,
         inception=inception,
-        prospect_value=float(pt(nav / p.starting_capital_eur - 1)),
+        prospect_value=pt(nav / p.starting_capital_eur - 1),
         previous=previous,
         correlation=correlation,
         churn=churn.as_dict() if churn is not None else None,
